@@ -1,0 +1,226 @@
+//! From user images and raw CIFAR-10 pixels to normalised input tensors. The trainer and the
+//! web demo both go through here, so a photo is prepared the same way everywhere.
+
+use std::io::Cursor;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use image::imageops::FilterType;
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage, RgbaImage};
+use serde::{Deserialize, Serialize};
+
+use crate::{IMAGE_SIZE, IMAGE_VALUES, ModelError};
+
+/// Largest width or height accepted from a user image, in pixels.
+pub const MAX_SIDE: u32 = 16_384;
+/// Largest decoded image accepted, in bytes.
+pub const MAX_DECODED_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Per-channel mean and standard deviation of the training pixels (on the 0–1 scale).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct Normalization {
+    /// Mean of R, G and B.
+    pub mean: [f32; 3],
+    /// Standard deviation of R, G and B.
+    pub std: [f32; 3],
+}
+
+impl Normalization {
+    /// Measures the statistics of images stored as CIFAR-10 pixel records: `n × 3072` bytes,
+    /// each image channel-major (1024 R, 1024 G, 1024 B).
+    pub fn measure(pixels: &[u8]) -> Self {
+        let plane = IMAGE_SIZE * IMAGE_SIZE;
+        let mut sum = [0f64; 3];
+        let mut sum_sq = [0f64; 3];
+        for image in pixels.chunks_exact(IMAGE_VALUES) {
+            for (c, channel) in image.chunks_exact(plane).enumerate() {
+                let (s, q) = channel.iter().fold((0u64, 0u64), |(s, q), &p| {
+                    (s + p as u64, q + (p as u64) * (p as u64))
+                });
+                sum[c] += s as f64;
+                sum_sq[c] += q as f64;
+            }
+        }
+        let count = (pixels.len() / IMAGE_VALUES * plane).max(1) as f64;
+        let mut mean = [0f32; 3];
+        let mut std = [0f32; 3];
+        for c in 0..3 {
+            let m = sum[c] / count / 255.0;
+            let var = (sum_sq[c] / count / (255.0 * 255.0) - m * m).max(1e-12);
+            mean[c] = m as f32;
+            std[c] = var.sqrt() as f32;
+        }
+        Self { mean, std }
+    }
+
+    /// Writes the normalised values of channel-major `u8` images into `out` (same length).
+    pub fn normalize_into(&self, pixels: &[u8], out: &mut [f32]) {
+        let plane = IMAGE_SIZE * IMAGE_SIZE;
+        for (i, (&p, o)) in pixels.iter().zip(out.iter_mut()).enumerate() {
+            let c = (i % IMAGE_VALUES) / plane;
+            *o = (p as f32 / 255.0 - self.mean[c]) / self.std[c];
+        }
+    }
+
+    /// A `[n, 3, 32, 32]` tensor of normalised images from `n × 3072` channel-major bytes.
+    pub fn tensor(&self, pixels: &[u8], device: &Device) -> Tensor<4> {
+        let mut values = vec![0f32; pixels.len()];
+        self.normalize_into(pixels, &mut values);
+        let n = pixels.len() / IMAGE_VALUES;
+        Tensor::from_data(
+            TensorData::new(values, [n, 3, IMAGE_SIZE, IMAGE_SIZE]),
+            device,
+        )
+    }
+}
+
+/// Decodes an image file of any common format (PNG, JPEG, GIF, WebP, BMP) with its EXIF
+/// orientation applied. Animated images give their first frame. Refuses images larger than
+/// [`MAX_SIDE`] per side or [`MAX_DECODED_BYTES`] decoded.
+pub fn decode_image(bytes: &[u8]) -> Result<DynamicImage, ModelError> {
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| ModelError::Image(format!("cannot read the image: {e}")))?;
+    if reader.format().is_none() {
+        return Err(ModelError::Image(
+            "not an image this tool can read (PNG, JPEG, GIF, WebP or BMP)".into(),
+        ));
+    }
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODED_BYTES);
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(image_error)?;
+    let orientation = decoder.orientation().map_err(image_error)?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(image_error)?;
+    image.apply_orientation(orientation);
+    Ok(image)
+}
+
+fn image_error(e: image::ImageError) -> ModelError {
+    match e {
+        image::ImageError::Limits(_) => ModelError::Image(format!(
+            "the image is too large (at most {MAX_SIDE} pixels a side and {} MiB decoded)",
+            MAX_DECODED_BYTES / (1024 * 1024)
+        )),
+        other => ModelError::Image(format!("cannot decode the image: {other}")),
+    }
+}
+
+/// Turns any image into a CIFAR-10 record's pixels: transparency composited over white,
+/// centre-cropped to a square, resized to 32 × 32 (antialiased), channel-major `u8`.
+pub fn to_cifar_pixels(image: &DynamicImage) -> Vec<u8> {
+    let rgb = flatten_alpha(&image.to_rgba8());
+    let (w, h) = rgb.dimensions();
+    let side = w.min(h).max(1);
+    let square =
+        image::imageops::crop_imm(&rgb, (w - side) / 2, (h - side) / 2, side, side).to_image();
+    let small = image::imageops::resize(
+        &square,
+        IMAGE_SIZE as u32,
+        IMAGE_SIZE as u32,
+        FilterType::Triangle,
+    );
+    let plane = IMAGE_SIZE * IMAGE_SIZE;
+    let mut out = vec![0u8; IMAGE_VALUES];
+    for (i, pixel) in small.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * plane + i] = pixel[c];
+        }
+    }
+    out
+}
+
+/// Composites an RGBA image over a white background.
+fn flatten_alpha(rgba: &RgbaImage) -> RgbImage {
+    RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+        let p = rgba.get_pixel(x, y);
+        let a = p[3] as u32;
+        image::Rgb([0, 1, 2].map(|c| ((p[c] as u32 * a + 255 * (255 - a) + 127) / 255) as u8))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{ImageFormat, Rgba};
+
+    fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
+        let mut bytes = Cursor::new(Vec::new());
+        image.write_to(&mut bytes, format).unwrap();
+        bytes.into_inner()
+    }
+
+    #[test]
+    fn measures_known_statistics() {
+        // Two images: one all 0, one all 255 → mean 0.5, std 0.5 in every channel.
+        let mut pixels = vec![0u8; IMAGE_VALUES];
+        pixels.extend(vec![255u8; IMAGE_VALUES]);
+        let n = Normalization::measure(&pixels);
+        for c in 0..3 {
+            assert!((n.mean[c] - 0.5).abs() < 1e-6 && (n.std[c] - 0.5).abs() < 1e-6);
+        }
+        let mut out = vec![0f32; pixels.len()];
+        n.normalize_into(&pixels, &mut out);
+        assert_eq!(out[0], -1.0);
+        assert_eq!(out[IMAGE_VALUES], 1.0);
+    }
+
+    #[test]
+    fn resizes_crops_and_orders_channels() {
+        // 64 × 40 image: left half red, right half blue; the centre crop is 40 × 40.
+        let img = RgbaImage::from_fn(64, 40, |x, _| {
+            if x < 32 {
+                Rgba([255, 0, 0, 255])
+            } else {
+                Rgba([0, 0, 255, 255])
+            }
+        });
+        let px = to_cifar_pixels(&DynamicImage::ImageRgba8(img));
+        assert_eq!(px.len(), IMAGE_VALUES);
+        let plane = IMAGE_SIZE * IMAGE_SIZE;
+        assert_eq!(px[0], 255, "top-left is red in the R plane");
+        assert_eq!(px[2 * plane], 0, "top-left has no blue");
+        assert_eq!(px[2 * plane + 31], 255, "top-right is blue");
+    }
+
+    #[test]
+    fn transparent_pixels_become_white() {
+        let img = RgbaImage::from_pixel(8, 8, Rgba([0, 0, 0, 0]));
+        let px = to_cifar_pixels(&DynamicImage::ImageRgba8(img));
+        assert!(px.iter().all(|&p| p == 255));
+    }
+
+    #[test]
+    fn decodes_png_jpeg_and_16_bit_and_rejects_garbage() {
+        let img = DynamicImage::ImageRgb8(RgbImage::from_pixel(50, 30, image::Rgb([10, 200, 30])));
+        for format in [ImageFormat::Png, ImageFormat::Jpeg, ImageFormat::Bmp] {
+            let decoded = decode_image(&encode(&img, format)).unwrap();
+            assert_eq!((decoded.width(), decoded.height()), (50, 30));
+        }
+        let deep = DynamicImage::ImageRgb16(image::ImageBuffer::from_pixel(
+            5,
+            5,
+            image::Rgb([65535u16, 0, 0]),
+        ));
+        let px = to_cifar_pixels(&decode_image(&encode(&deep, ImageFormat::Png)).unwrap());
+        assert_eq!(px[0], 255);
+        let gray = DynamicImage::ImageLuma8(image::GrayImage::from_pixel(4, 4, image::Luma([77])));
+        let px = to_cifar_pixels(&decode_image(&encode(&gray, ImageFormat::Png)).unwrap());
+        assert!(px.iter().all(|&p| p == 77));
+        let err = decode_image(b"definitely not an image").unwrap_err();
+        assert!(err.to_string().contains("not an image"), "{err}");
+        let mut truncated = encode(&img, ImageFormat::Png);
+        truncated.truncate(truncated.len() / 2);
+        assert!(decode_image(&truncated).is_err());
+    }
+
+    #[test]
+    fn refuses_images_beyond_the_size_limit() {
+        let wide = DynamicImage::ImageLuma8(image::GrayImage::new(MAX_SIDE + 1, 1));
+        let err = decode_image(&encode(&wide, ImageFormat::Png))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("too large"), "{err}");
+    }
+}

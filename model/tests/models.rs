@@ -1,0 +1,211 @@
+//! Every registered network: parameter counts against the PyTorch originals, output shapes on
+//! the Flex CPU device, named-layer activations, and checkpoint round trips.
+
+use burn::module::Module;
+use burn::tensor::{Device, Distribution, Tensor};
+use model::checkpoint::METADATA_KEY;
+use model::registry::MODELS;
+use model::{Checkpoint, CheckpointInfo, ModelConfig, ModelOptions, Normalization};
+
+fn build(name: &str, options: &ModelOptions) -> model::Model {
+    ModelConfig::from_name(name, options)
+        .unwrap()
+        .init(&Device::flex())
+        .unwrap()
+}
+
+fn params(name: &str) -> usize {
+    build(name, &ModelOptions::default()).num_params()
+}
+
+fn images(n: usize, device: &Device) -> Tensor<4> {
+    Tensor::random([n, 3, 32, 32], Distribution::Normal(0.0, 1.0), device)
+}
+
+#[test]
+fn parameter_counts_equal_the_pytorch_originals() {
+    let expected = [
+        ("mlp", 1_841_162),
+        ("basic-cnn", 1_147_466),
+        ("resnet20", 272_474),
+        ("resnet32", 466_906),
+        ("resnet56", 855_770),
+        ("resnet18", 11_173_962),
+        ("resnet34", 21_282_122),
+        ("resnet50", 23_520_842),
+        ("vgg11-bn", 9_231_114),
+        ("wrn-28-10", 36_479_194),
+        // Seed 002 reports 12,906,250 for its ImprovedCNN.
+        ("improved-cnn", 12_906_250),
+    ];
+    for (name, count) in expected {
+        assert_eq!(params(name), count, "{name}");
+    }
+    let three_fc = ModelOptions {
+        fc: Some("512,512".into()),
+        ..Default::default()
+    };
+    assert_eq!(build("vgg11-bn", &three_fc).num_params(), 9_756_426);
+    // VGG-A without batch norm loses γ and β of its eight convolutions.
+    assert_eq!(
+        params("vgg11"),
+        9_231_114 - 2 * (64 + 128 + 256 + 256 + 4 * 512)
+    );
+}
+
+#[test]
+fn options_change_the_network_or_are_refused() {
+    // Seed 004's (32, 32) filters: conv 3→32, conv 32→32 with BN, FC 32·8·8 → 10.
+    let tiny = 3 * 32 * 9 + 32 + 64 + 32 * 32 * 9 + 32 + 64 + 32 * 64 * 10 + 10;
+    assert_eq!(params("tiny-cnn"), tiny);
+    let hidden = ModelOptions {
+        hidden: Some(100),
+        ..Default::default()
+    };
+    assert_eq!(
+        build("mlp", &hidden).num_params(),
+        3072 * 100 + 100 + 100 * 100 + 100 + 1010
+    );
+    for preset in ["small", "medium", "large", "wide", "deep"] {
+        for fc in ["default", "simplified", "complex"] {
+            let o = ModelOptions {
+                filters: Some(preset.into()),
+                fc: Some(fc.into()),
+                ..Default::default()
+            };
+            let m = build("configurable-cnn", &o);
+            let y = m.forward(images(2, &Device::flex()));
+            assert_eq!(y.dims(), [2, 10], "{preset}/{fc}");
+        }
+    }
+    let bad = ModelOptions {
+        filters: Some("wide".into()),
+        ..Default::default()
+    };
+    let err = ModelConfig::from_name("resnet20", &bad)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no `filters` option"), "{err}");
+    let err = ModelConfig::from_name("resnet21", &ModelOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("6n+2"), "{err}");
+    let err = ModelConfig::from_name("lenet", &ModelOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("unknown model") && err.contains("basic-cnn"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_registered_model_maps_images_to_ten_logits() {
+    let device = Device::flex();
+    for (name, _) in MODELS {
+        let m = build(name, &ModelOptions::default());
+        let logits = m.forward(images(2, &device));
+        assert_eq!(logits.dims(), [2, 10], "{name}");
+        let values = logits.into_data().to_vec::<f32>().unwrap();
+        assert!(values.iter().all(|v| v.is_finite()), "{name}");
+    }
+}
+
+#[test]
+fn named_layers_give_activations_and_resume_the_forward_pass() {
+    let device = Device::flex();
+    let cases = [
+        ("basic-cnn", "conv3", [2, 128, 8, 8]),
+        ("resnet20", "layer3", [2, 64, 8, 8]),
+        ("resnet9", "layer3", [2, 512, 4, 4]),
+        ("tiny-cnn", "conv2", [2, 32, 16, 16]),
+    ];
+    for (name, layer, shape) in cases {
+        let m = build(name, &ModelOptions::default());
+        assert_eq!(m.cam_layer().as_deref(), Some(layer), "{name}");
+        let x = images(2, &device);
+        let a = m.activations(x.clone(), layer).unwrap();
+        assert_eq!(a.dims(), shape, "{name}");
+        let resumed = m.forward_from(a, layer).unwrap();
+        let direct = m.forward(x);
+        let diff = (resumed - direct).abs().max().into_scalar::<f32>();
+        assert!(diff < 1e-4, "{name}: {diff}");
+    }
+    let m = build("basic-cnn", &ModelOptions::default());
+    let err = m
+        .activations(images(1, &device), "conv9")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("conv1, pool1"), "{err}");
+    assert!(build("mlp", &ModelOptions::default()).cam_layer().is_none());
+}
+
+#[test]
+fn checkpoints_round_trip_weights_and_batch_norm_statistics() {
+    let flex = Device::flex();
+    let train = flex.clone().autodiff();
+    let config = ModelConfig::from_name("resnet20", &ModelOptions::default()).unwrap();
+    let model = config.init(&train).unwrap();
+    // A training-mode forward pass moves the batch-norm running statistics.
+    let _ = model.forward(images(4, &train) * 3.0 + 1.0);
+    let model = model.valid();
+    let info = CheckpointInfo::cifar10(Normalization {
+        mean: [0.1, 0.2, 0.3],
+        std: [0.4, 0.5, 0.6],
+    });
+    let bytes = Checkpoint {
+        model: model.clone(),
+        info: info.clone(),
+    }
+    .to_bytes()
+    .unwrap();
+
+    let loaded = Checkpoint::from_bytes(&bytes, &flex).unwrap();
+    assert_eq!(loaded.info, info);
+    assert_eq!(loaded.model.config(), &config);
+    let x = images(3, &flex);
+    let diff = (loaded.model.forward(x.clone()) - model.forward(x.clone()).to_device(&flex))
+        .abs()
+        .max()
+        .into_scalar::<f32>();
+    assert!(diff < 1e-5, "{diff}");
+    // A fresh network gives other outputs, so the comparison above means something.
+    let fresh = config.init(&flex).unwrap();
+    let other = (fresh.forward(x.clone()) - loaded.model.forward(x))
+        .abs()
+        .max()
+        .into_scalar::<f32>();
+    assert!(other > 1e-3);
+}
+
+#[test]
+fn a_checkpoint_for_another_architecture_is_refused_clearly() {
+    let flex = Device::flex();
+    let model = build("resnet20", &ModelOptions::default());
+    let info = CheckpointInfo::cifar10(Normalization {
+        mean: [0.5; 3],
+        std: [0.25; 3],
+    });
+    let bytes = Checkpoint { model, info }.to_bytes().unwrap();
+    // Rewrite the header to claim resnet32: the tensors no longer fit.
+    let (n, _) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
+    let forged = header
+        .replace(
+            "\\\"name\\\":\\\"resnet20\\\"",
+            "\\\"name\\\":\\\"resnet32\\\"",
+        )
+        .replace("\\\"blocks\\\":[3,3,3]", "\\\"blocks\\\":[5,5,5]");
+    assert_ne!(forged, header, "header layout changed: {header}");
+    let padded = format!("{forged:<width$}", width = n);
+    let mut bad = bytes.clone();
+    bad[8..8 + n].copy_from_slice(padded.as_bytes());
+    let err = Checkpoint::from_bytes(&bad, &flex).unwrap_err().to_string();
+    assert!(err.contains("do not fit `resnet32`"), "{err}");
+
+    let err = Checkpoint::from_bytes(b"\x00\x01garbage", &flex)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a SafeTensors file"), "{err}");
+    assert!(METADATA_KEY.contains("cifar"));
+}

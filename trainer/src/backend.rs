@@ -1,0 +1,119 @@
+//! Choosing the device: wgpu when a real GPU adapter exists, otherwise Flex on the CPU.
+
+use std::fmt;
+
+use anyhow::{Result, bail};
+use burn::tensor::{Device, DeviceKind, Tensor};
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+
+/// Which backend runs the network.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    /// wgpu when a hardware GPU adapter is found, Flex otherwise.
+    #[default]
+    Auto,
+    /// wgpu (Vulkan, Metal, DX12 or GL), on whatever adapter it finds, software ones included.
+    Wgpu,
+    /// Flex, Burn's pure-Rust CPU backend.
+    Flex,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            self.to_possible_value()
+                .expect("no skipped variants")
+                .get_name(),
+        )
+    }
+}
+
+/// A chosen device and a sentence saying what it is.
+pub struct Selected {
+    /// The device.
+    pub device: Device,
+    /// What was chosen and why, for the user.
+    pub description: String,
+}
+
+/// Adapter names of software (CPU) implementations of Vulkan/WebGPU.
+const SOFTWARE_ADAPTERS: [&str; 4] = ["llvmpipe", "lavapipe", "swiftshader", "software"];
+
+/// Opens the default wgpu adapter and runs one tiny operation; returns its name, or `None`
+/// when wgpu has no adapter here. Panics inside wgpu are caught and kept quiet.
+fn probe_wgpu() -> Option<(Device, String)> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(|| {
+        let device = Device::wgpu(DeviceKind::DefaultDevice);
+        let sum = Tensor::<1>::ones([4], &device).sum().into_scalar::<f32>();
+        let name = device
+            .identity()
+            .map(|i| i.name)
+            .unwrap_or_else(|| "unknown adapter".into());
+        (sum == 4.0).then_some((device, name))
+    });
+    std::panic::set_hook(hook);
+    result.ok().flatten()
+}
+
+/// Picks the device for `backend`.
+pub fn select(backend: Backend) -> Result<Selected> {
+    let flex = |why: String| Selected {
+        device: Device::flex(),
+        description: format!("Flex (CPU){why}"),
+    };
+    match backend {
+        Backend::Flex => Ok(flex(String::new())),
+        Backend::Wgpu => match probe_wgpu() {
+            Some((device, name)) => Ok(Selected {
+                device,
+                description: format!("wgpu on {name}"),
+            }),
+            None => {
+                bail!("--backend wgpu: no wgpu adapter found (no GPU driver, Vulkan or GL here)")
+            }
+        },
+        Backend::Auto => Ok(match probe_wgpu() {
+            Some((_, name)) if is_software(&name) => flex(format!(
+                ": the only wgpu adapter, {name}, is a CPU emulation"
+            )),
+            Some((device, name)) => Selected {
+                device,
+                description: format!("wgpu on {name}"),
+            },
+            None => flex(": no wgpu adapter found".into()),
+        }),
+    }
+}
+
+fn is_software(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    SOFTWARE_ADAPTERS.iter().any(|s| lower.contains(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn software_adapters_are_recognised() {
+        assert!(is_software("llvmpipe (LLVM 15.0.6, 256 bits)"));
+        assert!(is_software("SwiftShader Device (Subzero)"));
+        assert!(!is_software("NVIDIA H100 80GB HBM3"));
+    }
+
+    #[test]
+    fn flex_is_always_available_and_auto_never_fails() {
+        assert!(
+            select(Backend::Flex)
+                .unwrap()
+                .description
+                .starts_with("Flex")
+        );
+        let auto = select(Backend::Auto).unwrap();
+        assert!(!auto.description.is_empty());
+    }
+}

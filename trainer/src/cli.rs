@@ -1,0 +1,101 @@
+//! The command line: subcommands and the options they share.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use burn::tensor::Device;
+use clap::{Args, Parser, Subcommand};
+use model::{Activation, Checkpoint, ModelOptions};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{self, Backend};
+use crate::cmd::{eval::EvalArgs, predict::PredictArgs};
+use crate::train::TrainArgs;
+
+/// Train, evaluate and use CIFAR-10 classifiers on Burn (GPU through wgpu, CPU through Flex).
+///
+/// Without a subcommand, trains the default model (`train` with its defaults).
+#[derive(Parser, Debug)]
+#[command(name = "trainer", version, about, long_about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a model, evaluate it on the test set and write a run folder.
+    Train(Box<TrainArgs>),
+    /// Test accuracy and per-class accuracy of a checkpoint.
+    Eval(EvalArgs),
+    /// Top-5 classes of image files (any size, PNG/JPEG/GIF/WebP/BMP).
+    Predict(PredictArgs),
+    /// List every registered model with its parameter count.
+    Models,
+}
+
+/// Which model to build, and the options the seeds made selectable.
+#[derive(Args, Serialize, Deserialize, Clone, Debug)]
+pub struct ModelArgs {
+    /// Model name (see `trainer models`); also resnet<6n+2> and wrn-<depth>-<width>.
+    #[arg(short, long, default_value = "basic-cnn")]
+    pub model: String,
+    /// Activation function: relu, leaky-relu, sigmoid, tanh, swish, mish, selu, gelu
+    /// (mlp and the plain CNNs).
+    #[arg(long)]
+    pub activation: Option<Activation>,
+    /// Dropout probability (mlp, plain CNNs, wrn-*).
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// Hidden width of the MLP.
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Convolution widths: small, medium, large, wide, deep, or a list like 32,64
+    /// (configurable-cnn, tiny-cnn).
+    #[arg(long)]
+    pub filters: Option<String>,
+    /// Classifier hidden widths: default, simplified, complex, none, or a list like 512,512
+    /// (configurable-cnn, vgg11, vgg11-bn).
+    #[arg(long)]
+    pub fc: Option<String>,
+    /// Batch norm after each convolution: true or false (configurable-cnn).
+    #[arg(long)]
+    pub batch_norm: Option<bool>,
+}
+
+impl ModelArgs {
+    /// The options as the model registry takes them.
+    pub fn options(&self) -> ModelOptions {
+        ModelOptions {
+            activation: self.activation,
+            dropout: self.dropout,
+            hidden: self.hidden,
+            filters: self.filters.clone(),
+            fc: self.fc.clone(),
+            batch_norm: self.batch_norm,
+        }
+    }
+}
+
+/// A checkpoint file, or a run folder (its `best.safetensors`).
+pub fn checkpoint_path(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join("best.safetensors")
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// Loads a checkpoint on the device chosen by `backend`; prints which one.
+pub fn load_checkpoint(path: &Path, backend: Backend) -> Result<(Checkpoint, Device)> {
+    let path = checkpoint_path(path);
+    let bytes = std::fs::read(&path)
+        .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+    let selected = backend::select(backend)?;
+    eprintln!("Backend: {}", selected.description);
+    let checkpoint = Checkpoint::from_bytes(&bytes, &selected.device)
+        .with_context(|| format!("cannot load {}", path.display()))?;
+    Ok((checkpoint, selected.device))
+}

@@ -1,0 +1,5 @@
+//! The subcommands other than `train` (which lives in [`crate::train`]).
+
+pub mod eval;
+pub mod models;
+pub mod predict;

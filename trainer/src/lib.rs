@@ -1,0 +1,9 @@
+//! The `trainer` crate: the CIFAR-10 data pipeline, the training loop, evaluation and
+//! prediction behind the `trainer` command line.
+
+pub mod backend;
+pub mod cli;
+pub mod cmd;
+pub mod data;
+pub mod eval;
+pub mod train;

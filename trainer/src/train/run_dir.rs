@@ -1,0 +1,154 @@
+//! The run folder: `runs/<name>/` with the resolved config, `metrics.csv`, checkpoints and
+//! the summary. Every file is written atomically (temporary file, then rename), so an
+//! interrupted run never leaves a half-written file.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+/// Columns of `metrics.csv`.
+pub const METRICS_HEADER: &str =
+    "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,epoch_seconds,train_images_per_sec";
+
+/// One row of `metrics.csv`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochMetrics {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss over the epoch.
+    pub train_loss: f64,
+    /// Training accuracy over the epoch (0–1).
+    pub train_accuracy: f64,
+    /// Validation loss and accuracy, when there is a validation split.
+    pub val: Option<(f64, f64)>,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Wall time of the epoch's training steps.
+    pub seconds: f64,
+    /// Training throughput.
+    pub images_per_sec: f64,
+}
+
+impl EpochMetrics {
+    fn csv_row(&self) -> String {
+        let (vl, va) = match self.val {
+            Some((l, a)) => (format!("{l:.6}"), format!("{a:.6}")),
+            None => (String::new(), String::new()),
+        };
+        format!(
+            "{},{:.6},{:.6},{vl},{va},{},{:.2},{:.1}",
+            self.epoch,
+            self.train_loss,
+            self.train_accuracy,
+            self.lr,
+            self.seconds,
+            self.images_per_sec
+        )
+    }
+}
+
+/// A run folder.
+pub struct RunDir {
+    /// Its path.
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    /// Creates `runs_dir/name`, or `runs_dir/<prefix>-<n>` with the first free `n` when no
+    /// name is given. An existing named folder is refused, never overwritten.
+    pub fn create(runs_dir: &Path, name: Option<&str>, prefix: &str) -> Result<Self> {
+        std::fs::create_dir_all(runs_dir)
+            .with_context(|| format!("cannot create {}", runs_dir.display()))?;
+        let path = match name {
+            Some(name) => {
+                let path = runs_dir.join(name);
+                if path.exists() {
+                    bail!(
+                        "run folder {} exists already; choose another --name",
+                        path.display()
+                    );
+                }
+                path
+            }
+            None => (1..)
+                .map(|n| runs_dir.join(format!("{prefix}-{n}")))
+                .find(|p| !p.exists())
+                .expect("some index is free"),
+        };
+        std::fs::create_dir(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let dir = Self { path };
+        dir.write("metrics.csv", format!("{METRICS_HEADER}\n").as_bytes())?;
+        Ok(dir)
+    }
+
+    /// Path of `file` inside the run folder.
+    pub fn file(&self, file: &str) -> PathBuf {
+        self.path.join(file)
+    }
+
+    /// Writes `file` atomically.
+    pub fn write(&self, file: &str, bytes: &[u8]) -> Result<()> {
+        write_atomic(&self.file(file), bytes)
+    }
+
+    /// Appends one epoch to `metrics.csv`.
+    pub fn append_metrics(&self, metrics: &EpochMetrics) -> Result<()> {
+        let path = self.file("metrics.csv");
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        writeln!(file, "{}", metrics.csv_row())?;
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    let mut file =
+        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot move {} into place", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_runs_and_refuses_to_overwrite() {
+        let root = std::env::temp_dir().join(format!("cifar-burn-runs-{}", std::process::id()));
+        let a = RunDir::create(&root, None, "mlp").unwrap();
+        let b = RunDir::create(&root, None, "mlp").unwrap();
+        assert_eq!(a.path, root.join("mlp-1"));
+        assert_eq!(b.path, root.join("mlp-2"));
+        assert!(RunDir::create(&root, Some("mlp-1"), "mlp").is_err());
+        a.append_metrics(&EpochMetrics {
+            epoch: 1,
+            train_loss: 2.0,
+            train_accuracy: 0.25,
+            val: None,
+            lr: 0.001,
+            seconds: 1.5,
+            images_per_sec: 100.0,
+        })
+        .unwrap();
+        let csv = std::fs::read_to_string(a.file("metrics.csv")).unwrap();
+        assert_eq!(
+            csv.lines().nth(1).unwrap(),
+            "1,2.000000,0.250000,,,0.001,1.50,100.0"
+        );
+        a.write("x.json", b"{}").unwrap();
+        assert!(!a.file("x.json.tmp").exists());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

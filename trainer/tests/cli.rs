@@ -1,0 +1,69 @@
+//! The `trainer` binary itself: help, the model list and clear failures.
+
+use std::process::Command;
+
+fn trainer(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn models_lists_every_network_with_its_parameter_count() {
+    let (ok, out) = trainer(&["models"]);
+    assert!(ok, "{out}");
+    for (name, _) in model::registry::MODELS {
+        assert!(
+            out.lines().any(|l| l.starts_with(name)),
+            "{name} missing:\n{out}"
+        );
+    }
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("basic-cnn") && l.contains("1147466")),
+        "{out}"
+    );
+}
+
+#[test]
+fn help_explains_the_options() {
+    let (ok, out) = trainer(&["train", "--help"]);
+    assert!(ok);
+    for option in [
+        "--model",
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--optimizer",
+        "--weight-decay",
+        "--val-ratio",
+        "--seed",
+        "--backend",
+        "--data-dir",
+    ] {
+        assert!(out.contains(option), "{option} missing from help");
+    }
+}
+
+#[test]
+fn bad_input_fails_with_a_clear_message() {
+    let (ok, out) = trainer(&["train", "--model", "resnet21", "--data-dir", "/nonexistent"]);
+    assert!(!ok);
+    assert!(out.contains("6n+2"), "{out}");
+    let (ok, out) = trainer(&["train", "--data-dir", "/nonexistent/cifar"]);
+    assert!(!ok);
+    assert!(
+        out.contains("--data-dir points at /nonexistent/cifar"),
+        "{out}"
+    );
+    let (ok, out) = trainer(&["eval", "--checkpoint", "/nonexistent/best.safetensors"]);
+    assert!(!ok);
+    assert!(
+        out.contains("cannot read checkpoint /nonexistent/best.safetensors"),
+        "{out}"
+    );
+}

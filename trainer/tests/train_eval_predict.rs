@@ -1,0 +1,251 @@
+//! End to end on the committed CIFAR-10 sample: train, evaluate, predict, and the wgpu path.
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use image::{DynamicImage, ImageFormat, RgbImage};
+use trainer::backend::{self, Backend};
+use trainer::cli::{Cli, Command};
+use trainer::cmd::{eval, predict};
+use trainer::data::CifarSet;
+use trainer::train::{self, TrainArgs};
+
+fn sample() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/sample")
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cifar-burn-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn parse(args: &[&str]) -> Command {
+    Cli::try_parse_from(std::iter::once("trainer").chain(args.iter().copied()))
+        .unwrap()
+        .command
+        .unwrap()
+}
+
+fn train_args(extra: &[&str], runs: &Path) -> TrainArgs {
+    let data = sample();
+    let mut args = vec![
+        "train",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    match parse(&args) {
+        Command::Train(a) => *a,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Saves CIFAR-10 pixels (channel-major) as an RGB image scaled to `w × h`.
+fn save_scaled(pixels: &[u8], w: u32, h: u32, path: &Path, format: ImageFormat) {
+    let img = RgbImage::from_fn(32, 32, |x, y| {
+        let i = (y * 32 + x) as usize;
+        image::Rgb([pixels[i], pixels[1024 + i], pixels[2048 + i]])
+    });
+    let img =
+        DynamicImage::ImageRgb8(img).resize_exact(w, h, image::imageops::FilterType::CatmullRom);
+    img.save_with_format(path, format).unwrap();
+}
+
+#[test]
+fn training_on_the_sample_lowers_the_loss_and_the_run_can_be_evaluated_and_used() {
+    let runs = temp("runs");
+    let args = train_args(
+        &[
+            "--model",
+            "tiny-cnn",
+            "--epochs",
+            "4",
+            "--batch-size",
+            "32",
+            "--lr",
+            "0.003",
+            "--val-ratio",
+            "0.2",
+            "--backend",
+            "flex",
+            "--name",
+            "sample",
+        ],
+        &runs,
+    );
+    let outcome = train::run(&args).unwrap();
+    let losses: Vec<f64> = outcome.epochs.iter().map(|e| e.train_loss).collect();
+    assert!(
+        losses[3] < 0.85 * losses[0],
+        "loss did not fall: {losses:?}"
+    );
+    assert!(outcome.epochs[3].train_accuracy > outcome.epochs[0].train_accuracy);
+
+    let run = runs.join("sample");
+    for file in [
+        "config.json",
+        "metrics.csv",
+        "best.safetensors",
+        "last.safetensors",
+        "summary.txt",
+        "summary.json",
+    ] {
+        assert!(run.join(file).is_file(), "{file} missing");
+    }
+    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["train"]["model"], "tiny-cnn");
+    assert_eq!(config["train_images"], 400);
+
+    // `eval` on the run folder reproduces the test accuracy the run reported.
+    let Command::Eval(eval_args) = parse(&[
+        "eval",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--data-dir",
+        sample().to_str().unwrap(),
+        "--backend",
+        "flex",
+    ]) else {
+        unreachable!()
+    };
+    let (result, report) = eval::run(&eval_args).unwrap();
+    assert_eq!(result.correct, outcome.test.correct);
+    assert_eq!(result.total, 200);
+    assert!(
+        report.contains("airplane") && report.contains("truck"),
+        "{report}"
+    );
+
+    // `predict` on a PNG and a JPEG of other sizes, and on an exact 32 × 32 PNG.
+    let test = CifarSet::test(&sample()).unwrap();
+    let dir = temp("predict");
+    let png = dir.join("wide.png");
+    let jpg = dir.join("tall.jpg");
+    let exact = dir.join("exact.png");
+    save_scaled(test.image(0), 200, 150, &png, ImageFormat::Png);
+    save_scaled(test.image(1), 45, 90, &jpg, ImageFormat::Jpeg);
+    save_scaled(test.image(2), 32, 32, &exact, ImageFormat::Png);
+    let Command::Predict(predict_args) = parse(&[
+        "predict",
+        "--checkpoint",
+        run.join("best.safetensors").to_str().unwrap(),
+        png.to_str().unwrap(),
+        jpg.to_str().unwrap(),
+        exact.to_str().unwrap(),
+    ]) else {
+        unreachable!()
+    };
+    let predictions = predict::run(&predict_args).unwrap();
+    assert_eq!(predictions.len(), 3);
+    for p in &predictions {
+        assert_eq!(p.top.len(), 5);
+        assert!(p.top.windows(2).all(|w| w[0].1 >= w[1].1), "{p:?}");
+        let total: f32 = p.top.iter().map(|t| t.1).sum();
+        assert!(total > 0.0 && total <= 1.0 + 1e-4, "{p:?}");
+    }
+    // The exact-size PNG goes through the same preprocessing as the test record it came from,
+    // so its top class is the one `eval` predicts for that record.
+    let single = CifarSet {
+        pixels: test.image(2).to_vec(),
+        labels: vec![test.labels[2]],
+    };
+    let checkpoint = model::Checkpoint::from_bytes(
+        &std::fs::read(run.join("best.safetensors")).unwrap(),
+        &burn::tensor::Device::flex(),
+    )
+    .unwrap();
+    let logits = checkpoint.model.forward(
+        checkpoint
+            .info
+            .normalization
+            .tensor(&single.pixels, &burn::tensor::Device::flex()),
+    );
+    let top = logits.argmax(1).into_scalar::<i64>() as usize;
+    assert_eq!(predictions[2].top[0].0, model::CLASSES[top]);
+    assert!(predict::report(&predictions).contains("1. "));
+
+    // A file that is not an image is named in the error.
+    let bogus = dir.join("notes.png");
+    std::fs::write(&bogus, b"hello").unwrap();
+    let Command::Predict(bad) = parse(&[
+        "predict",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        bogus.to_str().unwrap(),
+    ]) else {
+        unreachable!()
+    };
+    let err = format!("{:#}", predict::run(&bad).unwrap_err());
+    assert!(
+        err.contains("notes.png") && err.contains("not an image"),
+        "{err}"
+    );
+    // A file that is not a checkpoint is refused clearly.
+    let Command::Predict(bad) = parse(&[
+        "predict",
+        "--checkpoint",
+        png.to_str().unwrap(),
+        png.to_str().unwrap(),
+    ]) else {
+        unreachable!()
+    };
+    let err = format!("{:#}", predict::run(&bad).unwrap_err());
+    assert!(err.contains("not a SafeTensors file"), "{err}");
+    std::fs::remove_dir_all(&runs).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn wgpu_learns_like_flex() {
+    if backend::select(Backend::Wgpu).is_err() {
+        assert!(
+            std::env::var_os("CIFAR_BURN_REQUIRE_WGPU").is_none(),
+            "CIFAR_BURN_REQUIRE_WGPU is set but wgpu has no adapter (install mesa-vulkan-drivers)"
+        );
+        eprintln!("skipped: no wgpu adapter on this machine");
+        return;
+    }
+    let runs = temp("wgpu");
+    let common = [
+        "--model",
+        "tiny-cnn",
+        "--dropout",
+        "0",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.003",
+        "--val-ratio",
+        "0",
+        "--limit",
+        "256",
+    ];
+    let run = |backend: &str| {
+        let mut a: Vec<&str> = common.to_vec();
+        a.extend(["--backend", backend, "--name", backend]);
+        train::run(&train_args(&a, &runs)).unwrap()
+    };
+    let flex = run("flex");
+    let wgpu = run("wgpu");
+    for (f, w) in flex.epochs.iter().zip(&wgpu.epochs) {
+        let rel = (f.train_loss - w.train_loss).abs() / f.train_loss;
+        assert!(
+            rel < 0.02,
+            "epoch {}: flex {} vs wgpu {}",
+            f.epoch,
+            f.train_loss,
+            w.train_loss
+        );
+    }
+    assert!(wgpu.epochs[1].train_loss < wgpu.epochs[0].train_loss);
+    std::fs::remove_dir_all(&runs).unwrap();
+}
