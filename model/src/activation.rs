@@ -123,7 +123,7 @@ mod tests {
     fn activations_compute_their_functions() {
         let device = Device::flex();
         let x = Tensor::<1>::from_data(TensorData::from([-2.0f32, 0.0, 1.5]), &device);
-        let get = |a: Activation| a.apply(x.clone()).into_data().to_vec::<f32>().unwrap();
+        let get = |a: Activation| a.apply(x.clone()).into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(get(Activation::Relu), vec![0.0, 0.0, 1.5]);
         let leaky = get(Activation::LeakyRelu);
         assert!((leaky[0] + 0.02).abs() < 1e-6);

@@ -1,7 +1,7 @@
 //! The model registry: every network by name, its serialisable configuration, and the built
 //! [`Model`] that the trainer, the checkpoints and the web demo pass around.
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -426,6 +426,14 @@ impl Model {
         &self.config
     }
 
+    /// Number of trainable parameters, as PyTorch counts them: weights, biases and batch-norm
+    /// γ/β, but not the batch-norm running statistics (which Burn's `num_params` includes).
+    pub fn parameter_count(&self) -> usize {
+        let mut counter = TrainableCounter::default();
+        self.visit(&mut counter);
+        counter.count
+    }
+
     /// Class logits `[batch, 10]` for normalised images `[batch, 3, 32, 32]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let net = self.net.staged();
@@ -479,5 +487,28 @@ impl Model {
         let net = self.net.staged();
         let x = (start..net.stage_names().len()).fold(activations, |x, i| net.stage(i, x));
         Ok(net.head(x))
+    }
+}
+
+/// Counts float parameters outside batch-norm running statistics, without initialising them.
+#[derive(Default)]
+struct TrainableCounter {
+    path: Vec<String>,
+    count: usize,
+}
+
+impl ModuleVisitor for TrainableCounter {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if !self.path.last().is_some_and(|n| n.starts_with("running_")) {
+            self.count += param.lazy_shape().num_elements();
+        }
     }
 }

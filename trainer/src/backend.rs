@@ -30,12 +30,24 @@ impl fmt::Display for Backend {
     }
 }
 
-/// A chosen device and a sentence saying what it is.
+/// A chosen device, what it is, and why it was chosen.
 pub struct Selected {
     /// The device.
     pub device: Device,
-    /// What was chosen and why, for the user.
-    pub description: String,
+    /// Backend and adapter, e.g. `Flex (CPU)` or `wgpu on NVIDIA H100`.
+    pub name: String,
+    /// Why `auto` chose it, when it did.
+    pub reason: Option<String>,
+}
+
+impl Selected {
+    /// The name, with the reason when there is one.
+    pub fn description(&self) -> String {
+        match &self.reason {
+            Some(reason) => format!("{} ({reason})", self.name),
+            None => self.name.clone(),
+        }
+    }
 }
 
 /// Adapter names of software (CPU) implementations of Vulkan/WebGPU.
@@ -61,30 +73,30 @@ fn probe_wgpu() -> Option<(Device, String)> {
 
 /// Picks the device for `backend`.
 pub fn select(backend: Backend) -> Result<Selected> {
-    let flex = |why: String| Selected {
+    let flex = |reason: Option<String>| Selected {
         device: Device::flex(),
-        description: format!("Flex (CPU){why}"),
+        name: "Flex (CPU)".into(),
+        reason,
+    };
+    let wgpu = |device, adapter: String, reason| Selected {
+        device,
+        name: format!("wgpu on {adapter}"),
+        reason,
     };
     match backend {
-        Backend::Flex => Ok(flex(String::new())),
+        Backend::Flex => Ok(flex(None)),
         Backend::Wgpu => match probe_wgpu() {
-            Some((device, name)) => Ok(Selected {
-                device,
-                description: format!("wgpu on {name}"),
-            }),
+            Some((device, adapter)) => Ok(wgpu(device, adapter, None)),
             None => {
                 bail!("--backend wgpu: no wgpu adapter found (no GPU driver, Vulkan or GL here)")
             }
         },
         Backend::Auto => Ok(match probe_wgpu() {
-            Some((_, name)) if is_software(&name) => flex(format!(
-                ": the only wgpu adapter, {name}, is a CPU emulation"
-            )),
-            Some((device, name)) => Selected {
-                device,
-                description: format!("wgpu on {name}"),
-            },
-            None => flex(": no wgpu adapter found".into()),
+            Some((_, adapter)) if is_software(&adapter) => flex(Some(format!(
+                "auto: the only wgpu adapter, {adapter}, emulates a GPU on the CPU"
+            ))),
+            Some((device, adapter)) => wgpu(device, adapter, Some("auto: found a GPU".into())),
+            None => flex(Some("auto: no wgpu adapter found".into())),
         }),
     }
 }
@@ -107,13 +119,8 @@ mod tests {
 
     #[test]
     fn flex_is_always_available_and_auto_never_fails() {
-        assert!(
-            select(Backend::Flex)
-                .unwrap()
-                .description
-                .starts_with("Flex")
-        );
-        let auto = select(Backend::Auto).unwrap();
-        assert!(!auto.description.is_empty());
+        assert_eq!(select(Backend::Flex).unwrap().description(), "Flex (CPU)");
+        let auto = select(Backend::Auto).unwrap().description();
+        assert!(auto.contains("(auto: "), "{auto}");
     }
 }

@@ -94,7 +94,7 @@ pub fn load_checkpoint(path: &Path, backend: Backend) -> Result<(Checkpoint, Dev
     let bytes = std::fs::read(&path)
         .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
     let selected = backend::select(backend)?;
-    eprintln!("Backend: {}", selected.description);
+    eprintln!("Backend: {}", selected.description());
     let checkpoint = Checkpoint::from_bytes(&bytes, &selected.device)
         .with_context(|| format!("cannot load {}", path.display()))?;
     Ok((checkpoint, selected.device))

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Result, ensure};
+use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::Device;
 use model::{Model, NUM_CLASSES, Normalization};
@@ -61,7 +62,11 @@ pub fn evaluate(
             .forward(logits.clone(), targets)
             .into_scalar::<f32>() as f64;
         loss_sum += loss * labels.len() as f64;
-        let predictions = logits.argmax(1).into_data().to_vec::<i64>()?;
+        let predictions = logits
+            .argmax(1)
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()?;
         for (&p, &l) in predictions.iter().zip(&labels) {
             per_class[l as usize].1 += 1;
             if p == l {

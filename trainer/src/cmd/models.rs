@@ -1,7 +1,6 @@
 //! `trainer models`: the registry with parameter counts.
 
 use anyhow::Result;
-use burn::module::Module;
 use burn::tensor::Device;
 use model::registry::MODELS;
 use model::{ModelConfig, ModelOptions};
@@ -13,7 +12,7 @@ pub fn table() -> Result<String> {
     for (name, description) in MODELS {
         let params = ModelConfig::from_name(name, &ModelOptions::default())?
             .init(&device)?
-            .num_params();
+            .parameter_count();
         out.push_str(&format!("{name:<18} {params:>12}  {description}\n"));
     }
     Ok(out)

@@ -52,7 +52,7 @@ pub fn run(args: &PredictArgs) -> Result<Vec<Prediction>> {
     let input = checkpoint.info.normalization.tensor(&pixels, &device);
     let probs = softmax(model.forward(input), 1)
         .into_data()
-        .to_vec::<f32>()?;
+        .try_to_vec::<f32>()?;
     let classes = &checkpoint.info.classes;
     Ok(args
         .images

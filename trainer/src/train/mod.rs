@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, bail, ensure};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
@@ -130,8 +130,8 @@ pub fn run(args: &TrainArgs) -> Result<TrainOutcome> {
     let (train, val) = (Arc::new(train), Arc::new(val));
 
     let selected = backend::select(args.backend)?;
-    let device = selected.device;
-    println!("Backend: {}", selected.description);
+    let device = selected.device.clone();
+    println!("Backend: {}", selected.description());
     println!(
         "Data: {} ({} train, {} validation, {} test images)",
         data_dir.display(),
@@ -143,14 +143,18 @@ pub fn run(args: &TrainArgs) -> Result<TrainOutcome> {
     device.seed(args.seed);
     ad_device.seed(args.seed);
     let mut model = init_model(&config, &ad_device, args.seed)?;
-    println!("Model: {} ({} parameters)", config.name, model.num_params());
+    println!(
+        "Model: {} ({} parameters)",
+        config.name,
+        model.parameter_count()
+    );
 
     let run = RunDir::create(&args.runs_dir, args.name.as_deref(), &config.name)?;
     let resolved = json!({
         "train": args,
         "model_config": config,
         "normalization": normalization,
-        "backend": selected.description,
+        "backend": selected.description(),
         "data_dir": data_dir,
         "train_images": train.len(),
         "val_images": val.len(),
@@ -253,14 +257,14 @@ pub fn run(args: &TrainArgs) -> Result<TrainOutcome> {
     let best_bytes = std::fs::read(run.file("best.safetensors"))?;
     let best_model = Checkpoint::from_bytes(&best_bytes, &device)?.model;
     let test_eval = evaluate(&best_model, &test, normalization, &device, 256)?;
-    let summary = summary(&config, &selected.description, &history, &test_eval);
+    let summary = summary(&config, &selected.name, &history, &test_eval);
     run.write("summary.txt", summary.as_bytes())?;
     run.write(
         "summary.json",
         serde_json::to_string_pretty(&json!({
             "model": config.name,
-            "parameters": model.num_params(),
-            "backend": selected.description,
+            "parameters": model.parameter_count(),
+            "backend": selected.name,
             "epochs": history.len(),
             "best_val_accuracy": best,
             "test_accuracy": test_eval.accuracy(),
