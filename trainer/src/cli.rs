@@ -16,7 +16,13 @@ use crate::train::TrainArgs;
 ///
 /// Without a subcommand, trains the default model (`train` with its defaults).
 #[derive(Parser, Debug)]
-#[command(name = "trainer", version, about, long_about)]
+#[command(
+    name = "trainer",
+    version,
+    about,
+    long_about,
+    args_override_self = true
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -76,6 +82,15 @@ impl ModelArgs {
             fc: self.fc.clone(),
             batch_norm: self.batch_norm,
         }
+    }
+}
+
+impl Cli {
+    /// Parses `argv` after putting the options of `--resume`, `--preset` and `--config` in
+    /// front of the user's own (see [`crate::train::args::expand`]).
+    pub fn parse_expanded(argv: Vec<String>) -> Result<Self> {
+        let argv = crate::train::args::expand(argv)?;
+        Ok(<Self as Parser>::try_parse_from(argv)?)
     }
 }
 

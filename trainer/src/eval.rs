@@ -10,7 +10,7 @@ use burn::tensor::Device;
 use model::{Model, NUM_CLASSES, Normalization};
 
 use crate::data::CifarSet;
-use crate::data::batcher::batches;
+use crate::data::batcher::{BatchPlan, batches};
 
 /// The result of running a model over a labelled set.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,18 +48,18 @@ pub fn evaluate(
     let start = Instant::now();
     let mut loss_sum = 0f64;
     let mut per_class = [(0usize, 0usize); NUM_CLASSES];
-    for batch in batches(
-        set.clone(),
-        (0..set.len()).collect(),
+    let plan = BatchPlan {
         batch_size,
-        1,
+        min_last: 1,
         normalization,
-    ) {
+        augment: None,
+    };
+    for batch in batches(set.clone(), (0..set.len()).collect(), plan) {
         let labels = batch.labels.clone();
-        let (images, targets) = batch.to_device(device);
-        let logits = model.forward(images);
+        let batch = batch.to_device(device);
+        let logits = model.forward(batch.images);
         let loss = loss_fn
-            .forward(logits.clone(), targets)
+            .forward(logits.clone(), batch.labels)
             .into_scalar::<f32>() as f64;
         loss_sum += loss * labels.len() as f64;
         let predictions = logits

@@ -6,4 +6,5 @@ pub mod cli;
 pub mod cmd;
 pub mod data;
 pub mod eval;
+pub mod plot;
 pub mod train;

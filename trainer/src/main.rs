@@ -1,16 +1,23 @@
 //! `trainer`: train, evaluate and use CIFAR-10 classifiers. See `trainer --help`.
 
 use anyhow::Result;
-use clap::Parser;
 use trainer::cli::{Cli, Command};
 use trainer::cmd::{eval, models, predict};
 use trainer::train;
 
 fn main() -> Result<()> {
+    let argv: Vec<String> = std::env::args().collect();
+    let cli = match Cli::parse_expanded(argv) {
+        Ok(cli) => cli,
+        Err(e) => match e.downcast::<clap::Error>() {
+            Ok(clap_error) => clap_error.exit(),
+            Err(other) => return Err(other),
+        },
+    };
     // `trainer` alone trains the default model with the defaults of `trainer train`.
-    let command = match Cli::parse().command {
+    let command = match cli.command {
         Some(command) => command,
-        None => Cli::parse_from(["trainer", "train"])
+        None => Cli::parse_expanded(vec!["trainer".into(), "train".into()])?
             .command
             .expect("`train` parses"),
     };

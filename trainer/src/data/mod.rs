@@ -1,6 +1,7 @@
 //! Getting CIFAR-10 into memory and into batches: the binary-format reader, locating or
 //! downloading the data set, the train/validation split and the background batcher.
 
+pub mod augment;
 pub mod batcher;
 pub mod cifar;
 pub mod download;

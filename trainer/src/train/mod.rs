@@ -1,7 +1,12 @@
-//! `trainer train`: the training loop, its options and its run folder.
+//! `trainer train`: the training loop, its options, its run folder and resuming.
 
+pub mod args;
+pub mod clip;
+pub mod loss;
 pub mod optim;
 pub mod run_dir;
+pub mod schedule;
+mod state;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,77 +14,28 @@ use std::time::Instant;
 
 use anyhow::{Result, bail, ensure};
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::GradientsParams;
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor};
-use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use model::{Checkpoint, CheckpointInfo, Model, ModelConfig, Normalization};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use self::optim::OptimizerKind;
+pub use self::args::TrainArgs;
+use self::loss::Objective;
+use self::optim::OptimizerSpec;
 use self::run_dir::{EpochMetrics, RunDir};
-use crate::backend::{self, Backend};
-use crate::cli::ModelArgs;
-use crate::data::batcher::batches;
+use self::schedule::Schedule;
+use self::state::TrainState;
+use crate::backend;
+use crate::data::batcher::{BatchPlan, batches};
 use crate::data::{CifarSet, locate};
 use crate::eval::{Evaluation, evaluate};
 
 /// Read the loss and accuracy back from the device every this many steps.
 const READ_EVERY: usize = 10;
-
-/// Options of `trainer train`.
-#[derive(Args, Serialize, Deserialize, Clone, Debug)]
-pub struct TrainArgs {
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub model: ModelArgs,
-    /// Passes over the training split.
-    #[arg(short, long, default_value_t = 10)]
-    pub epochs: usize,
-    /// Images per mini-batch.
-    #[arg(short, long, default_value_t = 128)]
-    pub batch_size: usize,
-    /// Learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f64,
-    /// Optimizer.
-    #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
-    pub optimizer: OptimizerKind,
-    /// Momentum of SGD (0 turns it off).
-    #[arg(long, default_value_t = 0.9)]
-    pub momentum: f64,
-    /// L2 weight decay added to the gradients (0 turns it off).
-    #[arg(long, default_value_t = 0.0)]
-    pub weight_decay: f64,
-    /// Fraction of the training images held out for validation (0 disables validation;
-    /// the best checkpoint is then chosen by training accuracy).
-    #[arg(long, default_value_t = 0.1)]
-    pub val_ratio: f64,
-    /// Seed of the weight initialisation, the split, the shuffling and dropout.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// Use only the first N training images (quick experiments).
-    #[arg(long)]
-    pub limit: Option<usize>,
-    /// Compute backend: auto picks wgpu when a hardware GPU adapter exists, Flex otherwise.
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
-    pub backend: Backend,
-    /// Folder of the CIFAR-10 binary batches [default: $CIFAR10_DIR, then
-    /// data/cifar-10-batches-bin, downloaded there when missing].
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Where run folders are created.
-    #[arg(long, default_value = "runs")]
-    pub runs_dir: PathBuf,
-    /// Name of the run folder [default: <model>-<n>, the first free n].
-    #[arg(long)]
-    pub name: Option<String>,
-}
 
 /// What a finished run reports.
 #[derive(Debug)]
@@ -88,6 +44,8 @@ pub struct TrainOutcome {
     pub run_dir: PathBuf,
     /// Metrics of every epoch.
     pub epochs: Vec<EpochMetrics>,
+    /// Why training ended before the last epoch, if it did.
+    pub stopped_early: Option<String>,
     /// Test-set evaluation of the best checkpoint.
     pub test: Evaluation,
 }
@@ -101,8 +59,12 @@ fn init_model(config: &ModelConfig, device: &Device, seed: u64) -> Result<Model>
     Ok(config.init(device)?.try_load_record(record)?)
 }
 
-/// Trains as `args` says and writes the run folder.
-pub fn run(args: &TrainArgs) -> Result<TrainOutcome> {
+/// A seed for epoch `epoch` of stream `stream`, the same whether or not the run was resumed.
+fn epoch_seed(seed: u64, epoch: usize, stream: u64) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((epoch as u64) << 8) ^ stream
+}
+
+fn check(args: &TrainArgs) -> Result<()> {
     ensure!(args.epochs > 0, "--epochs must be at least 1");
     ensure!(
         args.batch_size > 1,
@@ -112,6 +74,25 @@ pub fn run(args: &TrainArgs) -> Result<TrainOutcome> {
         args.lr > 0.0 && args.lr.is_finite(),
         "--lr must be a positive number"
     );
+    ensure!(
+        (0.0..1.0).contains(&args.label_smoothing),
+        "--label-smoothing must be in [0, 1)"
+    );
+    ensure!(args.augment.mixup >= 0.0, "--mixup must be ≥ 0");
+    ensure!(
+        args.clip_norm.is_none_or(|c| c > 0.0),
+        "--clip-norm must be positive"
+    );
+    ensure!(
+        args.classifier_lr.is_none() || args.classifier_optimizer.is_some(),
+        "--classifier-lr needs --classifier-optimizer"
+    );
+    Ok(())
+}
+
+/// Trains as `args` says and writes (or, with `--resume`, continues) the run folder.
+pub fn run(args: &TrainArgs) -> Result<TrainOutcome> {
+    check(args)?;
     let config = ModelConfig::from_name(&args.model.model, &args.model.options())?;
 
     let data_dir = locate::find(args.data_dir.as_deref())?;
@@ -131,6 +112,7 @@ pub fn run(args: &TrainArgs) -> Result<TrainOutcome> {
 
     let selected = backend::select(args.backend)?;
     let device = selected.device.clone();
+    let ad_device = device.clone().autodiff();
     println!("Backend: {}", selected.description());
     println!(
         "Data: {} ({} train, {} validation, {} test images)",
@@ -139,17 +121,49 @@ pub fn run(args: &TrainArgs) -> Result<TrainOutcome> {
         val.len(),
         test.len()
     );
-    let ad_device = device.clone().autodiff();
-    device.seed(args.seed);
-    ad_device.seed(args.seed);
+
     let mut model = init_model(&config, &ad_device, args.seed)?;
+    let main = OptimizerSpec {
+        kind: args.optimizer,
+        momentum: args.momentum,
+        nesterov: args.nesterov,
+        weight_decay: args.weight_decay,
+    };
+    let classifier = args.classifier_optimizer.map(|kind| OptimizerSpec {
+        kind,
+        ..main.clone()
+    });
+    let classifier_factor = args.classifier_lr.unwrap_or(args.lr) / args.lr;
+    let mut optimizer: ModuleOptimizer = optim::build(
+        &model,
+        &main,
+        classifier.as_ref().map(|c| (c, classifier_factor)),
+    );
+
+    let (run, mut state) = match &args.resume {
+        Some(dir) => {
+            let run = RunDir::open(dir)?;
+            let state = TrainState::load(&run)?;
+            (model, optimizer) = state.restore(&run, model, optimizer, &ad_device)?;
+            run.rewrite_metrics(&state.history)?;
+            println!(
+                "Resuming {} after epoch {}",
+                run.path.display(),
+                state.epoch
+            );
+            (run, state)
+        }
+        None => (
+            RunDir::create(&args.runs_dir, args.name.as_deref(), &config.name)?,
+            TrainState::default(),
+        ),
+    };
     println!(
         "Model: {} ({} parameters)",
         config.name,
         model.parameter_count()
     );
-
-    let run = RunDir::create(&args.runs_dir, args.name.as_deref(), &config.name)?;
+    run.write("config.toml", args.to_toml()?.as_bytes())?;
     let resolved = json!({
         "train": args,
         "model_config": config,
@@ -166,53 +180,85 @@ pub fn run(args: &TrainArgs) -> Result<TrainOutcome> {
     )?;
     println!("Run folder: {}", run.path.display());
 
-    let mut optimizer = optim::build(args.optimizer, args.momentum, args.weight_decay);
-    let loss_fn = CrossEntropyLossConfig::new().init(&ad_device);
-    let mut history: Vec<EpochMetrics> = Vec::new();
-    let mut best: Option<f64> = None;
+    let objective = Objective {
+        kind: args.loss,
+        label_smoothing: args.label_smoothing,
+        focal_alpha: args.focal_alpha,
+        focal_gamma: args.focal_gamma,
+        l1: args.l1,
+        l2: args.l2,
+    };
+    let schedule = Schedule {
+        kind: args.schedule,
+        lr: args.lr,
+        epochs: args.epochs,
+        step_size: args.step_size,
+        gamma: args.gamma,
+        eta_min: args.eta_min,
+        warmup_epochs: args.warmup_epochs,
+    };
     let steps_per_epoch =
         train.len() / args.batch_size + usize::from(train.len() % args.batch_size >= 2);
+    let mut stopped_early = state.stopped_early.clone();
 
-    for epoch in 1..=args.epochs {
+    for epoch in state.epoch + 1..=args.epochs {
+        if stopped_early.is_some() {
+            break;
+        }
+        ad_device.seed(epoch_seed(args.seed, epoch, 1));
         let mut order: Vec<usize> = (0..train.len()).collect();
-        order.shuffle(&mut StdRng::seed_from_u64(
-            args.seed.wrapping_add(epoch as u64),
-        ));
+        order.shuffle(&mut StdRng::seed_from_u64(epoch_seed(args.seed, epoch, 2)));
+        let plan = BatchPlan {
+            batch_size: args.batch_size,
+            min_last: 2,
+            normalization,
+            augment: args
+                .augment
+                .any()
+                .then(|| (args.augment.clone(), epoch_seed(args.seed, epoch, 3))),
+        };
         let bar = progress_bar(steps_per_epoch as u64, epoch, args.epochs);
         let start = Instant::now();
         let (mut seen, mut loss_sum, mut correct) = (0usize, 0f64, 0usize);
         let mut pending: Option<(Tensor<1>, Tensor<1, Int>)> = None;
         let mut pending_from = 1;
-        for (step, batch) in batches(train.clone(), order, args.batch_size, 2, normalization)
-            .into_iter()
-            .enumerate()
-        {
+        let epoch_lr = schedule.lr_at((epoch - 1) as f64);
+        for (step, batch) in batches(train.clone(), order, plan).into_iter().enumerate() {
             let n = batch.len();
-            let (images, labels) = batch.to_device(&ad_device);
-            let logits = model.forward(images);
-            let loss = loss_fn.forward(logits.clone(), labels.clone());
-            let hits = logits.argmax(1).reshape([n]).equal(labels).int().sum();
+            let lr = schedule.lr_at((epoch - 1) as f64 + step as f64 / steps_per_epoch as f64);
+            let batch = batch.to_device(&ad_device);
+            let logits = model.forward(batch.images);
+            let loss = objective.loss(logits.clone(), batch.targets, &model);
+            let hits = logits
+                .argmax(1)
+                .reshape([n])
+                .equal(batch.labels)
+                .int()
+                .sum();
             let batch_loss = loss.clone().detach() * n as f64;
             pending = Some(match pending.take() {
                 Some((l, c)) => (l + batch_loss, c + hits),
                 None => (batch_loss, hits),
             });
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(args.lr, model, grads);
+            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+            if let Some(max_norm) = args.clip_norm {
+                grads = clip::clip_global_norm(&model, grads, max_norm).0;
+            }
+            model = optimizer.step(lr, model, grads);
             seen += n;
             if (step + 1) % READ_EVERY == 0 || step + 1 == steps_per_epoch {
                 let (l, c) = pending.take().expect("accumulated since the last read");
                 let l = l.into_scalar::<f32>() as f64;
                 if !l.is_finite() {
                     bar.abandon();
-                    bail!(diverged(epoch, pending_from, step + 1, &run, &history));
+                    bail!(diverged(epoch, pending_from, step + 1, &run, &state));
                 }
                 loss_sum += l;
                 correct += c.into_scalar::<i64>() as usize;
                 pending_from = step + 2;
                 let rate = seen as f64 / start.elapsed().as_secs_f64();
                 bar.set_message(format!(
-                    "loss {:.4} acc {:5.2}% {rate:.0} img/s",
+                    "loss {:.4} acc {:5.2}% lr {lr:.2e} {rate:.0} img/s",
                     loss_sum / seen as f64,
                     100.0 * correct as f64 / seen as f64
                 ));
@@ -232,12 +278,17 @@ pub fn run(args: &TrainArgs) -> Result<TrainOutcome> {
             train_loss: loss_sum / seen as f64,
             train_accuracy: correct as f64 / seen as f64,
             val: val_eval.as_ref().map(|e| (e.loss, e.accuracy())),
-            lr: args.lr,
+            lr: epoch_lr,
             seconds,
             images_per_sec: seen as f64 / seconds,
         };
         let score = metrics.val.map(|v| v.1).unwrap_or(metrics.train_accuracy);
-        let improved = best.is_none_or(|b| score > b);
+        let improved = state.best_score.is_none_or(|b| score > b);
+        if state.best_score.is_none_or(|b| score > b + args.min_delta) {
+            state.stale_epochs = 0;
+        } else {
+            state.stale_epochs += 1;
+        }
         let info = checkpoint_info(normalization, &metrics, &run);
         let bytes = Checkpoint {
             model: model.valid(),
@@ -246,18 +297,34 @@ pub fn run(args: &TrainArgs) -> Result<TrainOutcome> {
         .to_bytes()?;
         run.write("last.safetensors", &bytes)?;
         if improved {
-            best = Some(score);
+            state.best_score = Some(score);
+            state.best_epoch = epoch;
             run.write("best.safetensors", &bytes)?;
         }
         run.append_metrics(&metrics)?;
         println!("{}", epoch_line(&metrics, args.epochs, improved));
-        history.push(metrics);
+        state.epoch = epoch;
+        state.history.push(metrics);
+        crate::plot::curves(&run, &state.history)?;
+        if let Some(patience) = args.patience.filter(|&p| state.stale_epochs >= p) {
+            let why = format!(
+                "early stop after epoch {epoch}: validation accuracy has not improved by {} for {patience} epochs (best {:.2}% at epoch {})",
+                args.min_delta,
+                100.0 * state.best_score.unwrap_or(0.0),
+                state.best_epoch
+            );
+            println!("{why}");
+            stopped_early = Some(why);
+            state.stopped_early = stopped_early.clone();
+        }
+        state.save(&run, &model, &optimizer)?;
     }
 
     let best_bytes = std::fs::read(run.file("best.safetensors"))?;
     let best_model = Checkpoint::from_bytes(&best_bytes, &device)?.model;
     let test_eval = evaluate(&best_model, &test, normalization, &device, 256)?;
-    let summary = summary(&config, &selected.name, &history, &test_eval);
+    let history = &state.history;
+    let summary = summary(&config, &selected.name, history, &test_eval);
     run.write("summary.txt", summary.as_bytes())?;
     run.write(
         "summary.json",
@@ -266,7 +333,9 @@ pub fn run(args: &TrainArgs) -> Result<TrainOutcome> {
             "parameters": model.parameter_count(),
             "backend": selected.name,
             "epochs": history.len(),
-            "best_val_accuracy": best,
+            "stopped_early": stopped_early,
+            "best_epoch": state.best_epoch,
+            "best_val_accuracy": state.best_score,
             "test_accuracy": test_eval.accuracy(),
             "test_loss": test_eval.loss,
             "train_images_per_sec_mean": history.iter().map(|m| m.images_per_sec).sum::<f64>() / history.len() as f64,
@@ -277,7 +346,8 @@ pub fn run(args: &TrainArgs) -> Result<TrainOutcome> {
     print!("{summary}");
     Ok(TrainOutcome {
         run_dir: run.path,
-        epochs: history,
+        epochs: state.history,
+        stopped_early,
         test: test_eval,
     })
 }
@@ -293,24 +363,20 @@ fn checkpoint_info(normalization: Normalization, m: &EpochMetrics, run: &RunDir)
     info
 }
 
-fn diverged(
-    epoch: usize,
-    from: usize,
-    to: usize,
-    run: &RunDir,
-    history: &[EpochMetrics],
-) -> String {
-    let saved = match history.last() {
-        Some(m) => format!(
-            "the last good checkpoint is {} (epoch {})",
+fn diverged(epoch: usize, from: usize, to: usize, run: &RunDir, state: &TrainState) -> String {
+    let saved = if state.epoch > 0 {
+        format!(
+            "the last good checkpoint is {} (epoch {}); `--resume {}` continues from it",
             run.file("last.safetensors").display(),
-            m.epoch
-        ),
-        None => "no checkpoint was saved yet".to_string(),
+            state.epoch,
+            run.path.display()
+        )
+    } else {
+        "no checkpoint was saved yet".to_string()
     };
     format!(
         "training diverged: the loss became NaN or infinite in epoch {epoch}, steps {from}–{to}; \
-         {saved}. Try a lower --lr."
+         {saved}. Try a lower --lr or --clip-norm."
     )
 }
 
@@ -331,10 +397,11 @@ fn epoch_line(m: &EpochMetrics, epochs: usize, improved: bool) -> String {
         None => String::new(),
     };
     format!(
-        "epoch {}/{epochs}  train loss {:.4} acc {:5.2}%{val}  {:.0} img/s  {:.1} s{}",
+        "epoch {}/{epochs}  train loss {:.4} acc {:5.2}%{val}  lr {:.2e}  {:.0} img/s  {:.1} s{}",
         m.epoch,
         m.train_loss,
         100.0 * m.train_accuracy,
+        m.lr,
         m.images_per_sec,
         m.seconds,
         if improved { "  * best" } else { "" }
@@ -353,7 +420,7 @@ fn summary(
          Test accuracy (best checkpoint): {:.2}% ({}/{}), test loss {:.4}\n",
         config.name,
         history.len(),
-        history.iter().map(|m| m.images_per_sec).sum::<f64>() / history.len() as f64,
+        history.iter().map(|m| m.images_per_sec).sum::<f64>() / history.len().max(1) as f64,
         100.0 * test.accuracy(),
         test.correct,
         test.total,

@@ -7,13 +7,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
 
 /// Columns of `metrics.csv`.
 pub const METRICS_HEADER: &str =
     "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,epoch_seconds,train_images_per_sec";
 
 /// One row of `metrics.csv`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct EpochMetrics {
     /// 1-based epoch.
     pub epoch: usize,
@@ -81,6 +82,30 @@ impl RunDir {
         let dir = Self { path };
         dir.write("metrics.csv", format!("{METRICS_HEADER}\n").as_bytes())?;
         Ok(dir)
+    }
+
+    /// Opens an existing run folder (for `--resume`).
+    pub fn open(path: &Path) -> Result<Self> {
+        if !path.join("config.toml").is_file() {
+            bail!(
+                "{} is not a run folder (it has no config.toml)",
+                path.display()
+            );
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Rewrites `metrics.csv` with exactly `history` (when resuming, rows of an epoch that
+    /// was interrupted are dropped).
+    pub fn rewrite_metrics(&self, history: &[EpochMetrics]) -> Result<()> {
+        let mut text = format!("{METRICS_HEADER}\n");
+        for m in history {
+            text.push_str(&m.csv_row());
+            text.push('\n');
+        }
+        self.write("metrics.csv", text.as_bytes())
     }
 
     /// Path of `file` inside the run folder.

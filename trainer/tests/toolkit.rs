@@ -1,0 +1,343 @@
+//! The training toolkit end to end on the committed sample: every option changes training,
+//! config files and presets, early stopping, divergence, and resuming a killed run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use trainer::cli::{Cli, Command};
+use trainer::train::args::PRESETS;
+use trainer::train::{self, TrainArgs};
+
+fn sample() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/sample")
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cifar-burn-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn parse(args: &[&str]) -> anyhow::Result<TrainArgs> {
+    let argv = ["trainer", "train"]
+        .iter()
+        .chain(args)
+        .map(|s| s.to_string())
+        .collect();
+    match Cli::parse_expanded(argv)?.command {
+        Some(Command::Train(a)) => Ok(*a),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A quick tiny-cnn run on the sample with `extra` options; returns the per-epoch train loss.
+fn quick(runs: &Path, name: &str, extra: &[&str]) -> Vec<f64> {
+    let data = sample();
+    let mut args = vec![
+        "--model",
+        "tiny-cnn",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--limit",
+        "192",
+        "--val-ratio",
+        "0.25",
+        "--backend",
+        "flex",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--name",
+        name,
+    ];
+    args.extend_from_slice(extra);
+    let outcome = train::run(&parse(&args).unwrap()).unwrap();
+    outcome.epochs.iter().map(|e| e.train_loss).collect()
+}
+
+#[test]
+fn every_training_option_changes_training() {
+    let runs = temp("options");
+    let baseline = quick(&runs, "baseline", &[]);
+    assert_eq!(
+        baseline,
+        quick(&runs, "again", &[]),
+        "a fixed seed gives the same run on CPU"
+    );
+    let options: [&[&str]; 22] = [
+        &["--loss", "focal"],
+        &["--loss", "focal", "--focal-gamma", "1"],
+        &["--loss", "focal", "--focal-alpha", "0.5"],
+        &["--label-smoothing", "0.1"],
+        &["--l1", "0.001"],
+        &["--l2", "0.01"],
+        &["--optimizer", "sgd", "--lr", "0.01"],
+        &["--optimizer", "sgd", "--lr", "0.01", "--nesterov"],
+        &["--optimizer", "sgd", "--lr", "0.01", "--momentum", "0.5"],
+        &["--optimizer", "adamw", "--weight-decay", "0.1"],
+        &["--optimizer", "rmsprop", "--lr", "0.0003"],
+        &["--optimizer", "custom", "--momentum", "0.5"],
+        &["--weight-decay", "0.1"],
+        &["--classifier-optimizer", "sgd", "--classifier-lr", "0.05"],
+        &["--schedule", "cosine"],
+        &["--schedule", "one-cycle"],
+        &["--warmup-epochs", "1"],
+        &["--clip-norm", "0.05"],
+        &["--crop-padding", "4"],
+        &["--flip"],
+        &["--cutout", "8"],
+        &["--mixup", "0.4"],
+    ];
+    for (i, extra) in options.iter().enumerate() {
+        let losses = quick(&runs, &format!("option-{i}"), extra);
+        assert_ne!(losses, baseline, "{extra:?} made no difference");
+    }
+    // Step and exponential schedules act from the second epoch on.
+    let csv = |name: &str| std::fs::read_to_string(runs.join(name).join("metrics.csv")).unwrap();
+    quick(
+        &runs,
+        "step",
+        &["--schedule", "step", "--step-size", "1", "--gamma", "0.5"],
+    );
+    quick(
+        &runs,
+        "exp",
+        &["--schedule", "exponential", "--gamma", "0.1"],
+    );
+    let lr = |name: &str, row: usize| {
+        csv(name)
+            .lines()
+            .nth(row)
+            .unwrap()
+            .split(',')
+            .nth(5)
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+    };
+    assert_eq!((lr("step", 1), lr("step", 2)), (0.001, 0.0005));
+    assert!((lr("exp", 2) - 0.0001).abs() < 1e-12);
+    assert!(
+        runs.join("step/curves.png").is_file(),
+        "curves are plotted every epoch"
+    );
+    std::fs::remove_dir_all(&runs).unwrap();
+}
+
+#[test]
+fn config_files_presets_and_flags_combine_in_that_order() {
+    let dir = temp("config");
+    let file = dir.join("run.toml");
+    std::fs::write(
+        &file,
+        "model = \"tiny-cnn\"\nepochs = 2\nlr = 0.002\nflip = true\nlabel_smoothing = 0.1\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let args = parse(&["--config", f, "--epochs", "3"]).unwrap();
+    assert_eq!(
+        (args.model.model.as_str(), args.epochs, args.lr),
+        ("tiny-cnn", 3, 0.002)
+    );
+    assert!(args.augment.flip);
+    assert_eq!(args.label_smoothing, 0.1);
+
+    std::fs::write(&file, "epochs = 2\nlearning_rate = 0.1\n").unwrap();
+    let err = parse(&["--config", f]).unwrap_err().to_string();
+    assert!(
+        err.contains("unknown option `learning_rate`") && err.contains("run.toml"),
+        "{err}"
+    );
+    std::fs::write(&file, "epochs = [2]\n").unwrap();
+    assert!(parse(&["--config", f]).is_err());
+
+    let preset = parse(&["--preset", "seed004-tiny-cnn", "--epochs", "1"]).unwrap();
+    assert_eq!(
+        (preset.model.model.as_str(), preset.epochs, preset.gamma),
+        ("tiny-cnn", 1, 0.995)
+    );
+    assert_eq!(preset.patience, Some(5));
+    let err = parse(&["--preset", "seed999"]).unwrap_err().to_string();
+    assert!(
+        err.contains("unknown preset") && err.contains("seed004-tiny-cnn"),
+        "{err}"
+    );
+    // Every preset parses and names a buildable model; its options survive the round trip
+    // through the run folder's config.toml.
+    for (name, _) in PRESETS {
+        let args = parse(&["--preset", name]).unwrap();
+        model::ModelConfig::from_name(&args.model.model, &args.model.options()).unwrap();
+        std::fs::write(&file, args.to_toml().unwrap()).unwrap();
+        let again = parse(&["--config", f]).unwrap();
+        assert_eq!(again.to_toml().unwrap(), args.to_toml().unwrap(), "{name}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn early_stopping_and_divergence_stop_the_run_clearly() {
+    let runs = temp("stop");
+    let data = sample();
+    let base = [
+        "--model",
+        "tiny-cnn",
+        "--batch-size",
+        "32",
+        "--limit",
+        "128",
+        "--val-ratio",
+        "0.25",
+        "--backend",
+        "flex",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ];
+    // A learning rate too small to change the validation accuracy of an MLP (no batch-norm
+    // statistics to move): patience 2 stops after epoch 3.
+    let mut args: Vec<&str> = base.to_vec();
+    args.extend([
+        "--model",
+        "mlp",
+        "--epochs",
+        "10",
+        "--lr",
+        "1e-9",
+        "--patience",
+        "2",
+        "--name",
+        "patient",
+    ]);
+    let outcome = train::run(&parse(&args).unwrap()).unwrap();
+    assert_eq!(outcome.epochs.len(), 3);
+    assert!(
+        outcome
+            .stopped_early
+            .unwrap()
+            .contains("early stop after epoch 3")
+    );
+
+    let mut args: Vec<&str> = base.to_vec();
+    args.extend([
+        "--model",
+        "mlp",
+        "--epochs",
+        "2",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e12",
+        "--name",
+        "diverge",
+    ]);
+    let err = train::run(&parse(&args).unwrap()).unwrap_err().to_string();
+    assert!(
+        err.contains("training diverged") && err.contains("epoch 1, steps 1–"),
+        "{err}"
+    );
+    assert!(err.contains("no checkpoint was saved yet"), "{err}");
+    std::fs::remove_dir_all(&runs).unwrap();
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_result() {
+    let runs = temp("resume");
+    let data = sample();
+    let common = [
+        "train",
+        "--model",
+        "tiny-cnn",
+        "--epochs",
+        "8",
+        "--batch-size",
+        "32",
+        "--limit",
+        "320",
+        "--val-ratio",
+        "0.2",
+        "--crop-padding",
+        "4",
+        "--flip",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.02",
+        "--schedule",
+        "cosine",
+        "--backend",
+        "flex",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ];
+    let trainer = |extra: &[&str]| {
+        let mut c = Process::new(env!("CARGO_BIN_EXE_trainer"));
+        c.args(common)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    };
+    assert!(trainer(&["--name", "whole"]).status().unwrap().success());
+
+    let mut child = trainer(&["--name", "killed"]).spawn().unwrap();
+    let state = runs.join("killed/state.json");
+    let start = Instant::now();
+    loop {
+        let epoch = std::fs::read_to_string(&state)
+            .ok()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+            .and_then(|v| v["epoch"].as_u64());
+        if epoch.is_some_and(|e| e >= 2) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no epoch finished"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert!(
+        saved["epoch"].as_u64().unwrap() < 8,
+        "the run finished before it was killed"
+    );
+    let resumed = Process::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["train", "--resume", runs.join("killed").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert!(String::from_utf8_lossy(&resumed.stdout).contains("Resuming"));
+
+    let read =
+        |name: &str, file: &str| std::fs::read_to_string(runs.join(name).join(file)).unwrap();
+    assert_eq!(read("killed", "metrics.csv").lines().count(), 9);
+    let strip_time = |csv: String| -> Vec<String> {
+        csv.lines()
+            .map(|l| l.split(',').take(6).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    assert_eq!(
+        strip_time(read("killed", "metrics.csv")),
+        strip_time(read("whole", "metrics.csv"))
+    );
+    let test_acc = |name: &str| {
+        serde_json::from_str::<serde_json::Value>(&read(name, "summary.json")).unwrap()["test_accuracy"].clone()
+    };
+    assert_eq!(test_acc("killed"), test_acc("whole"));
+    std::fs::remove_dir_all(&runs).unwrap();
+}
