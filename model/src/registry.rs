@@ -386,6 +386,9 @@ fn parametric(name: &str, o: &ModelOptions) -> Result<NetConfig, ModelError> {
 }
 
 /// The network of a [`Model`], one variant per family.
+// A handful of these exist per network, built once: boxing the larger variants would buy
+// nothing but indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Net {
     /// Multi-layer perceptron.

@@ -1,24 +1,16 @@
 //! The training toolkit end to end on the committed sample: every option changes training,
 //! config files and presets, early stopping, divergence, and resuming a killed run.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{sample, temp};
 use trainer::cli::{Cli, Command};
 use trainer::train::args::PRESETS;
 use trainer::train::{self, TrainArgs};
-
-fn sample() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/sample")
-}
-
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cifar-burn-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn parse(args: &[&str]) -> anyhow::Result<TrainArgs> {
     let argv = ["trainer", "train"]
@@ -222,6 +214,31 @@ fn early_stopping_and_divergence_stop_the_run_clearly() {
             .unwrap()
             .contains("early stop after epoch 3")
     );
+
+    // --min-delta: gains smaller than 0.9 do not count, so patience 1 stops after epoch 2,
+    // and the best checkpoint is still the epoch with the best validation accuracy.
+    let mut args: Vec<&str> = base.to_vec();
+    args.extend([
+        "--epochs",
+        "6",
+        "--lr",
+        "0.003",
+        "--patience",
+        "1",
+        "--min-delta",
+        "0.9",
+    ]);
+    args.extend(["--name", "delta"]);
+    let outcome = train::run(&parse(&args).unwrap()).unwrap();
+    assert_eq!(outcome.epochs.len(), 2);
+    let summary = std::fs::read_to_string(runs.join("delta/summary.json")).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    let best = outcome
+        .epochs
+        .iter()
+        .map(|e| e.val.unwrap().1)
+        .fold(0.0, f64::max);
+    assert_eq!(summary["best_val_accuracy"].as_f64().unwrap(), best);
 
     let mut args: Vec<&str> = base.to_vec();
     args.extend([

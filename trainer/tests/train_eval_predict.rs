@@ -1,25 +1,17 @@
 //! End to end on the committed CIFAR-10 sample: train, evaluate, predict, and the wgpu path.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 use clap::Parser;
+use common::{sample, temp};
 use image::{DynamicImage, ImageFormat, RgbImage};
 use trainer::backend::{self, Backend};
 use trainer::cli::{Cli, Command};
 use trainer::cmd::{eval, predict};
 use trainer::data::CifarSet;
 use trainer::train::{self, TrainArgs};
-
-fn sample() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/sample")
-}
-
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cifar-burn-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn parse(args: &[&str]) -> Command {
     Cli::try_parse_from(std::iter::once("trainer").chain(args.iter().copied()))

@@ -151,6 +151,9 @@ fn stage_names(layers: &[LayerSpec]) -> Vec<String> {
 }
 
 /// One layer of the feature extractor, built.
+// A handful of these exist per network, built once: boxing the larger variants would buy
+// nothing but indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum CnnLayer {
     /// Convolution block.

@@ -30,7 +30,7 @@ pub struct ResNetConfig {
 impl ResNetConfig {
     /// The CIFAR ResNet of depth `6n + 2` (20, 32, 44, 56, 110, …).
     pub fn cifar(depth: usize) -> Result<Self, ModelError> {
-        if depth < 8 || (depth - 2) % 6 != 0 {
+        if depth < 8 || !(depth - 2).is_multiple_of(6) {
             return Err(ModelError::BadOption(format!(
                 "a CIFAR ResNet has depth 6n+2 (20, 32, 44, 56, 110), not {depth}"
             )));
@@ -194,6 +194,9 @@ impl Bottleneck {
 }
 
 /// A residual block of either kind.
+// A handful of these exist per network, built once: boxing the larger variants would buy
+// nothing but indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Block {
     /// Two 3 × 3 convolutions.

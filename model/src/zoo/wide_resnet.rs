@@ -29,7 +29,7 @@ pub struct WideResNetConfig {
 impl WideResNetConfig {
     /// Checks depth, width and dropout.
     pub fn validate(&self) -> Result<(), ModelError> {
-        if self.depth < 10 || (self.depth - 4) % 6 != 0 {
+        if self.depth < 10 || !(self.depth - 4).is_multiple_of(6) {
             return Err(ModelError::BadOption(format!(
                 "a Wide-ResNet has depth 6n+4 (16, 22, 28, 40), not {}",
                 self.depth

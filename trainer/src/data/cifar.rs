@@ -66,7 +66,7 @@ impl CifarSet {
             !bytes.is_empty(),
             "{name} is empty: expected records of {RECORD_BYTES} bytes"
         );
-        if bytes.len() % RECORD_BYTES != 0 {
+        if !bytes.len().is_multiple_of(RECORD_BYTES) {
             bail!(
                 "{name} is truncated or not a CIFAR-10 binary batch: {} bytes is not a multiple of \
                  the {RECORD_BYTES}-byte record (the last record starts at byte offset {} and has \

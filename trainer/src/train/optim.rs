@@ -182,7 +182,7 @@ fn attach(
     match spec.kind {
         OptimizerKind::Sgd => put!(
             SgdConfig::new()
-                .with_momentum((spec.momentum > 0.0).then(|| MomentumConfig {
+                .with_momentum((spec.momentum > 0.0).then_some(MomentumConfig {
                     momentum: spec.momentum,
                     dampening: 0.0,
                     nesterov: spec.nesterov,
