@@ -7,30 +7,66 @@ use anyhow::{Result, ensure};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::Device;
+use burn::tensor::activation::softmax;
 use model::{Model, NUM_CLASSES, Normalization};
+use serde::Serialize;
 
 use crate::data::CifarSet;
 use crate::data::batcher::{BatchPlan, batches};
+use crate::metrics::{Confusion, in_top_k};
+
+/// One misclassified image.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct Mistake {
+    /// Index in the evaluated set.
+    pub index: usize,
+    /// True class.
+    pub label: usize,
+    /// Predicted class.
+    pub predicted: usize,
+    /// Probability given to the predicted class.
+    pub confidence: f32,
+}
 
 /// The result of running a model over a labelled set.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Evaluation {
     /// Mean cross-entropy.
     pub loss: f64,
-    /// Images classified correctly.
-    pub correct: usize,
-    /// Images seen.
-    pub total: usize,
-    /// Per class: `(correct, total)`.
-    pub per_class: [(usize, usize); NUM_CLASSES],
+    /// `confusion[true][predicted]` counts.
+    pub confusion: Confusion,
+    /// `top_k[k - 1]`: images whose class is among the `k` most probable, `k` = 1..5.
+    pub top_k: [usize; 5],
+    /// Every misclassified image, in set order.
+    pub mistakes: Vec<Mistake>,
     /// Inference throughput, images per second.
     pub images_per_sec: f64,
 }
 
 impl Evaluation {
+    /// Images seen.
+    pub fn total(&self) -> usize {
+        self.confusion.iter().flatten().sum()
+    }
+
+    /// Images classified correctly.
+    pub fn correct(&self) -> usize {
+        (0..NUM_CLASSES).map(|c| self.confusion[c][c]).sum()
+    }
+
     /// Fraction classified correctly.
     pub fn accuracy(&self) -> f64 {
-        self.correct as f64 / self.total.max(1) as f64
+        self.correct() as f64 / self.total().max(1) as f64
+    }
+
+    /// Fraction whose class is among the `k` most probable (`k` = 1..5).
+    pub fn top_k_accuracy(&self, k: usize) -> f64 {
+        self.top_k[k - 1] as f64 / self.total().max(1) as f64
+    }
+
+    /// Per class: `(correct, total)`.
+    pub fn per_class(&self) -> [(usize, usize); NUM_CLASSES] {
+        std::array::from_fn(|c| (self.confusion[c][c], self.confusion[c].iter().sum()))
     }
 }
 
@@ -47,7 +83,10 @@ pub fn evaluate(
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let start = Instant::now();
     let mut loss_sum = 0f64;
-    let mut per_class = [(0usize, 0usize); NUM_CLASSES];
+    let mut confusion = [[0usize; NUM_CLASSES]; NUM_CLASSES];
+    let mut top_k = [0usize; 5];
+    let mut mistakes = Vec::new();
+    let mut index = 0;
     let plan = BatchPlan {
         batch_size,
         min_last: 1,
@@ -62,24 +101,34 @@ pub fn evaluate(
             .forward(logits.clone(), batch.labels)
             .into_scalar::<f32>() as f64;
         loss_sum += loss * labels.len() as f64;
-        let predictions = logits
-            .argmax(1)
+        let probs = softmax(logits, 1)
             .into_data()
-            .convert::<i64>()
-            .try_to_vec::<i64>()?;
-        for (&p, &l) in predictions.iter().zip(&labels) {
-            per_class[l as usize].1 += 1;
-            if p == l {
-                per_class[l as usize].0 += 1;
+            .convert::<f32>()
+            .try_to_vec::<f32>()?;
+        for (p, &label) in probs.chunks_exact(NUM_CLASSES).zip(&labels) {
+            let label = label as usize;
+            let predicted =
+                (0..NUM_CLASSES).fold(0, |best, c| if p[c] > p[best] { c } else { best });
+            confusion[label][predicted] += 1;
+            for (k, hits) in top_k.iter_mut().enumerate() {
+                *hits += usize::from(in_top_k(p, label, k + 1));
             }
+            if predicted != label {
+                mistakes.push(Mistake {
+                    index,
+                    label,
+                    predicted,
+                    confidence: p[predicted],
+                });
+            }
+            index += 1;
         }
     }
-    let total: usize = per_class.iter().map(|c| c.1).sum();
     Ok(Evaluation {
-        loss: loss_sum / total as f64,
-        correct: per_class.iter().map(|c| c.0).sum(),
-        total,
-        per_class,
-        images_per_sec: total as f64 / start.elapsed().as_secs_f64(),
+        loss: loss_sum / index as f64,
+        confusion,
+        top_k,
+        mistakes,
+        images_per_sec: index as f64 / start.elapsed().as_secs_f64(),
     })
 }

@@ -6,5 +6,6 @@ pub mod cli;
 pub mod cmd;
 pub mod data;
 pub mod eval;
+pub mod metrics;
 pub mod plot;
 pub mod train;

@@ -1,8 +1,10 @@
-//! PNG plots of a run, drawn with plotters: loss, accuracy and learning-rate curves.
+//! PNG figures drawn with plotters: a run's loss, accuracy and learning-rate curves, the
+//! confusion matrix, and grids of captioned images.
 
 use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 
+use crate::metrics::Confusion;
 use crate::train::run_dir::{EpochMetrics, RunDir};
 
 /// The font every plot is labelled with, embedded so plots look the same everywhere.
@@ -21,14 +23,30 @@ fn register_font() {
 /// Width and height of the curves figure.
 const SIZE: (u32, u32) = (1500, 450);
 
+/// Renders a `size` figure with `draw` and encodes it as PNG.
+fn render(
+    size: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<()>,
+) -> Result<Vec<u8>> {
+    register_font();
+    let mut pixels = vec![0u8; (size.0 * size.1 * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
+        root.fill(&WHITE)?;
+        draw(&root)?;
+        root.present()?;
+    }
+    let image = image::RgbImage::from_raw(size.0, size.1, pixels)
+        .ok_or_else(|| anyhow!("plot buffer size"))?;
+    let mut png = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut png, image::ImageFormat::Png)?;
+    Ok(png.into_inner())
+}
+
 /// Draws `curves.png`: training/validation loss, training/validation accuracy, and the
 /// learning rate, per epoch.
 pub fn curves(run: &RunDir, history: &[EpochMetrics]) -> Result<()> {
-    register_font();
-    let mut pixels = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area();
-        root.fill(&WHITE)?;
+    let png = render(SIZE, |root| {
         let panels = root.split_evenly((1, 3));
         let epochs: Vec<f64> = history.iter().map(|m| m.epoch as f64).collect();
         let pick = |f: &dyn Fn(&EpochMetrics) -> Option<f64>| -> Vec<(f64, f64)> {
@@ -67,14 +85,112 @@ pub fn curves(run: &RunDir, history: &[EpochMetrics]) -> Result<()> {
             "lr",
             &lr,
             SeriesLabelPosition::UpperRight,
-        )?;
-        root.present()?;
-    }
-    let image = image::RgbImage::from_raw(SIZE.0, SIZE.1, pixels)
-        .ok_or_else(|| anyhow!("plot buffer size"))?;
-    let mut png = std::io::Cursor::new(Vec::new());
-    image.write_to(&mut png, image::ImageFormat::Png)?;
-    run.write("curves.png", &png.into_inner())
+        )
+    })?;
+    run.write("curves.png", &png)
+}
+
+/// A confusion-matrix heat map with the count in every cell (rows: true class, columns:
+/// predicted class).
+pub fn confusion(matrix: &Confusion, classes: &[&str]) -> Result<Vec<u8>> {
+    let n = classes.len();
+    let (cell, left, top) = (64i32, 120i32, 90i32);
+    let size = (
+        (left + cell * n as i32 + 20) as u32,
+        (top + cell * n as i32 + 110) as u32,
+    );
+    render(size, |root| {
+        let max = matrix.iter().flatten().copied().max().unwrap_or(1).max(1) as f64;
+        root.draw(&Text::new(
+            "Confusion matrix (rows: true, columns: predicted)",
+            (left, 20),
+            ("sans-serif", 22),
+        ))?;
+        for (t, row) in matrix.iter().enumerate().take(n) {
+            for (p, &count) in row.iter().enumerate().take(n) {
+                let (x, y) = (left + p as i32 * cell, top + t as i32 * cell);
+                let v = count as f64 / max;
+                let shade = (255.0 * (1.0 - 0.85 * v)) as u8;
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + cell, y + cell)],
+                    RGBColor(shade, shade, 255).filled(),
+                ))?;
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + cell, y + cell)],
+                    RGBColor(200, 200, 200),
+                ))?;
+                let ink = if v > 0.55 { WHITE } else { BLACK };
+                let text = count.to_string();
+                let style = ("sans-serif", 16).into_font().color(&ink);
+                root.draw(&Text::new(
+                    text.clone(),
+                    (x + cell / 2 - 4 * text.len() as i32, y + cell / 2 - 8),
+                    style,
+                ))?;
+            }
+            root.draw(&Text::new(
+                classes[t].to_string(),
+                (8, top + t as i32 * cell + cell / 2 - 8),
+                ("sans-serif", 15),
+            ))?;
+        }
+        for (p, class) in classes.iter().enumerate() {
+            let style = ("sans-serif", 15)
+                .into_font()
+                .transform(FontTransform::Rotate90);
+            root.draw(&Text::new(
+                class.to_string(),
+                (
+                    left + p as i32 * cell + cell / 2 - 8,
+                    top + n as i32 * cell + 8,
+                ),
+                style,
+            ))?;
+        }
+        root.draw(&Text::new(
+            "true ↓   predicted →",
+            (8, top - 30),
+            ("sans-serif", 15),
+        ))?;
+        Ok(())
+    })
+}
+
+/// A grid of CIFAR-10 images (channel-major `u8`, 32 × 32), shown 3× larger, each with a
+/// caption, under a title.
+pub fn image_grid(tiles: &[(&[u8], String)], title: &str) -> Result<Vec<u8>> {
+    let (scale, cols) = (3i32, 6usize);
+    let (tile_w, tile_h) = (200i32, 32 * scale + 30);
+    let rows = tiles.len().div_ceil(cols).max(1);
+    let size = (
+        (tile_w * cols as i32) as u32,
+        (50 + tile_h * rows as i32) as u32,
+    );
+    render(size, |root| {
+        root.draw(&Text::new(title.to_string(), (10, 12), ("sans-serif", 20)))?;
+        for (i, (pixels, caption)) in tiles.iter().enumerate() {
+            let x0 = (i % cols) as i32 * tile_w + (tile_w - 32 * scale) / 2;
+            let y0 = 50 + (i / cols) as i32 * tile_h;
+            for y in 0..32 {
+                for x in 0..32 {
+                    let at = (y * 32 + x) as usize;
+                    let color = RGBColor(pixels[at], pixels[1024 + at], pixels[2048 + at]);
+                    let (px, py) = (x0 + x * scale, y0 + y * scale);
+                    root.draw(&Rectangle::new(
+                        [(px, py), (px + scale, py + scale)],
+                        color.filled(),
+                    ))?;
+                }
+            }
+            let cx = (i % cols) as i32 * tile_w + 4;
+            root.draw(&Text::new(
+                caption.clone(),
+                (cx, y0 + 32 * scale + 6),
+                ("sans-serif", 13),
+            ))?;
+        }
+        Ok(())
+    })
 }
 
 /// One line chart with its legend at `legend`.
@@ -98,7 +214,15 @@ where
     if !y_min.is_finite() {
         (y_min, y_max) = (0.0, 1.0);
     }
-    let pad = ((y_max - y_min) * 0.05).max(y_max.abs() * 1e-3).max(1e-12);
+    // A flat series (a constant learning rate) gets ±10 % around its value.
+    let pad = if y_max - y_min > y_max.abs() * 1e-6 {
+        (y_max - y_min) * 0.05
+    } else {
+        (y_max.abs() * 0.1).max(1e-6)
+    };
+    // Enough decimals that neighbouring tick labels differ.
+    let step = (y_max - y_min + 2.0 * pad) / 10.0;
+    let decimals = (-step.log10().floor()).max(0.0) as usize;
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 24))
         .margin(12)
@@ -118,6 +242,7 @@ where
             }
         })
         .y_desc(y_label)
+        .y_label_formatter(&|y| format!("{y:.decimals$}"))
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(|e| anyhow!("{e}"))?;

@@ -108,12 +108,35 @@ fn training_on_the_sample_lowers_the_loss_and_the_run_can_be_evaluated_and_used(
         unreachable!()
     };
     let (result, report) = eval::run(&eval_args).unwrap();
-    assert_eq!(result.correct, outcome.test.correct);
-    assert_eq!(result.total, 200);
+    assert_eq!(result.correct(), outcome.test.correct());
+    assert_eq!(result.total(), 200);
     assert!(
-        report.contains("airplane") && report.contains("truck"),
+        report.contains("airplane") && report.contains("truck") && report.contains("macro avg"),
         "{report}"
     );
+    assert!(result.top_k_accuracy(1) <= result.top_k_accuracy(3));
+    assert!(result.top_k_accuracy(3) <= result.top_k_accuracy(5));
+    assert_eq!(result.mistakes.len(), result.total() - result.correct());
+    let eval_dir = run.join("eval");
+    for file in [
+        "report.json",
+        "per_class.csv",
+        "confusion.png",
+        "misclassified.png",
+    ] {
+        assert!(eval_dir.join(file).is_file(), "eval/{file} missing");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(eval_dir.join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["accuracy"].as_f64().unwrap(), result.accuracy());
+    let cells: u64 = json["confusion_matrix"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()))
+        .sum();
+    assert_eq!(cells, 200);
 
     // `predict` on a PNG and a JPEG of other sizes, and on an exact 32 × 32 PNG.
     let test = CifarSet::test(&sample()).unwrap();

@@ -422,8 +422,8 @@ fn summary(
         history.len(),
         history.iter().map(|m| m.images_per_sec).sum::<f64>() / history.len().max(1) as f64,
         100.0 * test.accuracy(),
-        test.correct,
-        test.total,
+        test.correct(),
+        test.total(),
         test.loss
     );
     s.push_str(&crate::cmd::eval::per_class_table(test));
