@@ -6,6 +6,7 @@
 //! models and bytes back.
 
 pub mod activation;
+pub mod cam;
 pub mod checkpoint;
 pub mod error;
 mod layers;

@@ -209,3 +209,36 @@ fn a_checkpoint_for_another_architecture_is_refused_clearly() {
     assert!(err.contains("not a SafeTensors file"), "{err}");
     assert!(METADATA_KEY.contains("cifar"));
 }
+
+#[test]
+fn grad_cam_explains_a_class_at_the_default_layer() {
+    let device = Device::flex();
+    let m = build("basic-cnn", &ModelOptions::default());
+    let image = images(1, &device);
+    let predicted = model::cam::grad_cam(&m, image.clone(), None, None).unwrap();
+    assert_eq!(predicted.layer, "conv3");
+    assert_eq!(predicted.heat.len(), 32 * 32);
+    assert!(predicted.heat.iter().all(|v| (0.0..=1.0).contains(v)));
+    let top = predicted
+        .probabilities
+        .iter()
+        .cloned()
+        .fold(f32::MIN, f32::max);
+    assert_eq!(
+        predicted.probabilities[predicted.class], top,
+        "default class is the predicted one"
+    );
+    // Another class weights the channels differently, so its map differs.
+    let other = (predicted.class + 5) % 10;
+    let cam = model::cam::grad_cam(&m, image.clone(), Some(other), None).unwrap();
+    assert_eq!(cam.class, other);
+    assert_ne!(cam.heat, predicted.heat);
+    let early = model::cam::grad_cam(&m, image.clone(), None, Some("conv1")).unwrap();
+    assert_eq!(early.layer, "conv1");
+    assert!(model::cam::grad_cam(&m, image.clone(), Some(10), None).is_err());
+    let mlp = build("mlp", &ModelOptions::default());
+    let err = model::cam::grad_cam(&mlp, image, None, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no convolutional layer"), "{err}");
+}
