@@ -13,7 +13,7 @@ use crate::backend::Backend;
 use crate::cli::{checkpoint_path, load_checkpoint};
 use crate::data::{CifarSet, locate};
 use crate::eval::{Evaluation, evaluate};
-use crate::metrics::{class_report, most_confused};
+use crate::metrics::{ClassReport, ClassScores, class_report, most_confused};
 use crate::plot;
 use crate::train::run_dir::write_atomic;
 
@@ -116,11 +116,7 @@ fn write_files(out: &Path, name: &str, result: &Evaluation, test: &CifarSet) -> 
         serde_json::to_string_pretty(&json)?.as_bytes(),
     )?;
     let mut csv = String::from("class,precision,recall,f1,support\n");
-    let rows = CLASSES.iter().copied().zip(&report.classes);
-    for (label, s) in rows.chain([
-        ("macro avg", &report.macro_avg),
-        ("weighted avg", &report.weighted_avg),
-    ]) {
+    for (label, s) in labelled_rows(&report) {
         csv.push_str(&format!(
             "{label},{:.6},{:.6},{:.6},{}\n",
             s.precision, s.recall, s.f1, s.support
@@ -155,6 +151,15 @@ fn write_files(out: &Path, name: &str, result: &Evaluation, test: &CifarSet) -> 
     )
 }
 
+/// The rows of a class report with their labels: each class, then the two averages.
+fn labelled_rows(report: &ClassReport) -> impl Iterator<Item = (&'static str, &ClassScores)> {
+    let averages = [
+        ("macro avg", &report.macro_avg),
+        ("weighted avg", &report.weighted_avg),
+    ];
+    CLASSES.iter().copied().zip(&report.classes).chain(averages)
+}
+
 /// Precision, recall, F1 and support per class, with macro and weighted averages.
 pub fn scores_table(result: &Evaluation) -> String {
     let report = class_report(&result.confusion);
@@ -162,11 +167,7 @@ pub fn scores_table(result: &Evaluation) -> String {
         "{:<13} {:>9} {:>9} {:>9} {:>8}\n",
         "class", "precision", "recall", "f1", "support"
     );
-    let rows = CLASSES.iter().copied().zip(&report.classes);
-    for (label, s) in rows.chain([
-        ("macro avg", &report.macro_avg),
-        ("weighted avg", &report.weighted_avg),
-    ]) {
+    for (label, s) in labelled_rows(&report) {
         out.push_str(&format!(
             "{label:<13} {:>9.4} {:>9.4} {:>9.4} {:>8}\n",
             s.precision, s.recall, s.f1, s.support
