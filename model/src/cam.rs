@@ -7,6 +7,9 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 
+use image::imageops::FilterType;
+use image::{ImageBuffer, Luma, Rgb, RgbImage};
+
 use crate::{IMAGE_SIZE, Model, ModelError};
 
 /// A Grad-CAM heat map and the prediction it explains.
@@ -24,13 +27,40 @@ pub struct GradCam {
 
 /// Grad-CAM of one normalised image `[1, 3, 32, 32]` for `class` (default: the predicted one)
 /// at `layer` (default: the model's last convolutional stage). The model runs in inference
-/// mode; the image's device must support autodiff (every Burn device does).
+/// mode; the image's device must support autodiff (every Burn device does). Reads the results
+/// back synchronously; in a browser on WebGPU use [`grad_cam_tensors`] and read them async.
 pub fn grad_cam(
     model: &Model,
     image: Tensor<4>,
     class: Option<usize>,
     layer: Option<&str>,
 ) -> Result<GradCam, ModelError> {
+    let pending = grad_cam_tensors(model, image, class, layer)?;
+    let probabilities = read(pending.probabilities.clone(), "probabilities")?;
+    let cam = read(pending.cam.clone(), "heat map")?;
+    pending.finish(&probabilities, &cam)
+}
+
+/// The device tensors of a Grad-CAM, computed but not yet read back to the host: read
+/// [`probabilities`](Self::probabilities) and [`cam`](Self::cam) (with `into_data`, or
+/// `into_data_async` where reads must not block) and hand the values to [`finish`](Self::finish).
+#[derive(Debug)]
+pub struct PendingCam {
+    /// Class probabilities `[1, classes]`.
+    pub probabilities: Tensor<2>,
+    /// The un-normalised map at the layer's resolution `[1, 1, h, w]`.
+    pub cam: Tensor<4>,
+    class: Option<usize>,
+    layer: String,
+}
+
+/// Runs the forward and backward passes of [`grad_cam`] without reading anything back.
+pub fn grad_cam_tensors(
+    model: &Model,
+    image: Tensor<4>,
+    class: Option<usize>,
+    layer: Option<&str>,
+) -> Result<PendingCam, ModelError> {
     let layer = match layer {
         Some(l) => l.to_string(),
         None => model.cam_layer().ok_or_else(|| {
@@ -49,44 +79,93 @@ pub fn grad_cam(
         .autodiff()
         .require_grad();
     let logits = model.forward_from(activations.clone(), &layer)?;
-    let probabilities = softmax(logits.clone().detach(), 1)
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .map_err(|e| ModelError::BadOption(format!("cannot read the probabilities: {e:?}")))?;
-    let classes = probabilities.len();
-    let class = class.unwrap_or_else(|| {
-        (0..classes).fold(0, |b, c| {
-            if probabilities[c] > probabilities[b] {
-                c
-            } else {
-                b
-            }
-        })
-    });
-    if class >= classes {
-        return Err(ModelError::BadOption(format!(
-            "class {class} does not exist (0–{})",
-            classes - 1
-        )));
-    }
-    let grads = logits.slice([0..1, class..class + 1]).sum().backward();
+    let [_, classes] = logits.dims();
+    let scores = logits.clone().detach();
+    let probabilities = softmax(scores.clone(), 1).inner();
+    let target = match class {
+        Some(c) if c >= classes => {
+            return Err(ModelError::BadOption(format!(
+                "class {c} does not exist (0–{})",
+                classes - 1
+            )));
+        }
+        Some(c) => logits.slice([0..1, c..c + 1]).sum(),
+        // The top score, picked on the device so nothing is read back before the backward pass.
+        None => {
+            let top = scores.clone().max_dim(1).repeat_dim(1, classes);
+            (logits * scores.equal(top).float()).sum()
+        }
+    };
+    let grads = target.backward();
     let gradient = activations
         .grad(&grads)
         .ok_or_else(|| ModelError::BadOption(format!("no gradient reached layer `{layer}`")))?;
     let weights = gradient.mean_dim(3).mean_dim(2);
     let cam = (activations.inner() * weights).sum_dim(1).clamp_min(0.0);
-    let [_, _, h, w] = cam.dims();
-    let values = cam
+    Ok(PendingCam {
+        probabilities,
+        cam,
+        class,
+        layer,
+    })
+}
+
+impl PendingCam {
+    /// The heat map from the values read back: `probabilities` of [`Self::probabilities`] and
+    /// `cam` of [`Self::cam`], both row-major.
+    pub fn finish(self, probabilities: &[f32], cam: &[f32]) -> Result<GradCam, ModelError> {
+        let [_, _, h, w] = self.cam.dims();
+        if cam.len() != h * w || probabilities.is_empty() {
+            return Err(ModelError::BadOption(format!(
+                "expected {} heat values and some probabilities, got {} and {}",
+                h * w,
+                cam.len(),
+                probabilities.len()
+            )));
+        }
+        let class = self.class.unwrap_or_else(|| argmax(probabilities));
+        Ok(GradCam {
+            class,
+            layer: self.layer,
+            heat: normalise(upsample(cam, h, w)),
+            probabilities: probabilities.to_vec(),
+        })
+    }
+}
+
+/// Index of the largest value (the first one on ties).
+pub fn argmax(values: &[f32]) -> usize {
+    (0..values.len()).fold(0, |b, c| if values[c] > values[b] { c } else { b })
+}
+
+fn read<const D: usize>(tensor: Tensor<D>, what: &str) -> Result<Vec<f32>, ModelError> {
+    tensor
         .into_data()
         .convert::<f32>()
         .try_to_vec::<f32>()
-        .map_err(|e| ModelError::BadOption(format!("cannot read the heat map: {e:?}")))?;
-    Ok(GradCam {
-        class,
-        layer,
-        heat: normalise(upsample(&values, h, w)),
-        probabilities,
+        .map_err(|e| ModelError::BadOption(format!("cannot read the {what}: {e:?}")))
+}
+
+/// The "jet" colour of a heat value in 0–1: blue (cold) through green and yellow to red (hot).
+pub fn heat_color(value: f32) -> [u8; 3] {
+    let v = value.clamp(0.0, 1.0) * 4.0;
+    let channel = |centre: f32| ((1.5 - (v - centre).abs()).clamp(0.0, 1.0) * 255.0).round() as u8;
+    [channel(3.0), channel(2.0), channel(1.0)]
+}
+
+/// Blends a heat map (any square side, row-major 0–1, e.g. [`GradCam::heat`]) over `base`,
+/// stretched to its size with bilinear filtering: `opacity` 0 keeps the image, 1 shows only heat.
+pub fn overlay(base: &RgbImage, heat: &[f32], opacity: f32) -> RgbImage {
+    let side = (heat.len() as f64).sqrt() as u32;
+    let map: ImageBuffer<Luma<f32>, Vec<f32>> =
+        ImageBuffer::from_raw(side, side, heat.to_vec()).expect("a square heat map");
+    let (w, h) = base.dimensions();
+    let stretched = image::imageops::resize(&map, w, h, FilterType::Triangle);
+    let a = opacity.clamp(0.0, 1.0);
+    RgbImage::from_fn(w, h, |x, y| {
+        let colour = heat_color(stretched.get_pixel(x, y)[0]);
+        let p = base.get_pixel(x, y);
+        Rgb([0, 1, 2].map(|c| ((1.0 - a) * p[c] as f32 + a * colour[c] as f32).round() as u8))
     })
 }
 
@@ -137,5 +216,22 @@ mod tests {
         assert_eq!(up[0], 1.0);
         assert!(up[IMAGE_SIZE * IMAGE_SIZE - 1] < 1e-6);
         assert_eq!(normalise(vec![0.0, 2.0, 1.0]), vec![0.0, 1.0, 0.5]);
+    }
+
+    #[test]
+    fn colours_run_from_blue_to_red_and_overlay_blends() {
+        assert_eq!(heat_color(0.0), [0, 0, 128]);
+        assert_eq!(heat_color(0.5), [128, 255, 128]);
+        assert_eq!(heat_color(1.0), [128, 0, 0]);
+        assert_eq!(heat_color(7.0), heat_color(1.0), "values are clamped");
+        let base = RgbImage::from_pixel(8, 8, Rgb([200, 200, 200]));
+        // Hot left column, cold elsewhere, in a 2 × 2 map.
+        let heat = [1.0, 0.0, 1.0, 0.0];
+        assert_eq!(overlay(&base, &heat, 0.0), base);
+        let full = overlay(&base, &heat, 1.0);
+        assert_eq!(full.get_pixel(0, 4).0, heat_color(1.0));
+        assert_eq!(full.get_pixel(7, 4).0, heat_color(0.0));
+        let half = overlay(&base, &heat, 0.5);
+        assert_eq!(half.get_pixel(7, 0).0, [100, 100, 164]);
     }
 }

@@ -10,6 +10,7 @@ pub mod cam;
 pub mod checkpoint;
 pub mod error;
 mod layers;
+pub mod manifest;
 pub mod preprocess;
 pub mod registry;
 pub mod zoo;

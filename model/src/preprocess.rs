@@ -73,10 +73,34 @@ impl Normalization {
     }
 }
 
+/// Size limits for decoding user images.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Largest width or height, in pixels.
+    pub max_side: u32,
+    /// Largest decoded size, in bytes.
+    pub max_bytes: u64,
+}
+
+impl Default for DecodeLimits {
+    /// [`MAX_SIDE`] and [`MAX_DECODED_BYTES`].
+    fn default() -> Self {
+        Self {
+            max_side: MAX_SIDE,
+            max_bytes: MAX_DECODED_BYTES,
+        }
+    }
+}
+
 /// Decodes an image file of any common format (PNG, JPEG, GIF, WebP, BMP) with its EXIF
 /// orientation applied. Animated images give their first frame. Refuses images larger than
 /// [`MAX_SIDE`] per side or [`MAX_DECODED_BYTES`] decoded.
 pub fn decode_image(bytes: &[u8]) -> Result<DynamicImage, ModelError> {
+    decode_image_with(bytes, DecodeLimits::default())
+}
+
+/// [`decode_image`] with other size limits (a browser tab has less memory to spare).
+pub fn decode_image_with(bytes: &[u8], limits: DecodeLimits) -> Result<DynamicImage, ModelError> {
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| ModelError::Image(format!("cannot read the image: {e}")))?;
@@ -85,42 +109,52 @@ pub fn decode_image(bytes: &[u8]) -> Result<DynamicImage, ModelError> {
             "not an image this tool can read (PNG, JPEG, GIF, WebP or BMP)".into(),
         ));
     }
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(MAX_DECODED_BYTES);
-    reader.limits(limits);
-    let mut decoder = reader.into_decoder().map_err(image_error)?;
-    let orientation = decoder.orientation().map_err(image_error)?;
-    let mut image = DynamicImage::from_decoder(decoder).map_err(image_error)?;
+    let mut image_limits = Limits::default();
+    image_limits.max_image_width = Some(limits.max_side);
+    image_limits.max_image_height = Some(limits.max_side);
+    image_limits.max_alloc = Some(limits.max_bytes);
+    reader.limits(image_limits);
+    let too_large = |e| image_error(e, limits);
+    let mut decoder = reader.into_decoder().map_err(too_large)?;
+    let orientation = decoder.orientation().map_err(too_large)?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(too_large)?;
     image.apply_orientation(orientation);
     Ok(image)
 }
 
-fn image_error(e: image::ImageError) -> ModelError {
+/// Whether the file is an animation (GIF, APNG or WebP with more than one frame), of which
+/// [`decode_image`] uses the first frame. Unreadable files are not animations.
+pub fn is_animated(bytes: &[u8]) -> bool {
+    use image::AnimationDecoder;
+    use image::codecs::{gif::GifDecoder, png::PngDecoder, webp::WebPDecoder};
+    match image::guess_format(bytes) {
+        Ok(image::ImageFormat::Gif) => GifDecoder::new(Cursor::new(bytes))
+            .map(|d| d.into_frames().take(2).count() > 1)
+            .unwrap_or(false),
+        Ok(image::ImageFormat::Png) => PngDecoder::new(Cursor::new(bytes))
+            .and_then(|d| d.is_apng())
+            .unwrap_or(false),
+        Ok(image::ImageFormat::WebP) => WebPDecoder::new(Cursor::new(bytes))
+            .map(|d| d.has_animation())
+            .unwrap_or(false),
+        _ => false,
+    }
+}
+
+fn image_error(e: image::ImageError, limits: DecodeLimits) -> ModelError {
     match e {
         image::ImageError::Limits(_) => ModelError::Image(format!(
-            "the image is too large (at most {MAX_SIDE} pixels a side and {} MiB decoded)",
-            MAX_DECODED_BYTES / (1024 * 1024)
+            "the image is too large (at most {} pixels a side and {} MiB decoded)",
+            limits.max_side,
+            limits.max_bytes / (1024 * 1024)
         )),
         other => ModelError::Image(format!("cannot decode the image: {other}")),
     }
 }
 
-/// Turns any image into a CIFAR-10 record's pixels: transparency composited over white,
-/// centre-cropped to a square, resized to 32 × 32 (antialiased), channel-major `u8`.
+/// Turns any image into a CIFAR-10 record's pixels: [`square_view`] at 32 × 32, channel-major.
 pub fn to_cifar_pixels(image: &DynamicImage) -> Vec<u8> {
-    let rgb = flatten_alpha(&image.to_rgba8());
-    let (w, h) = rgb.dimensions();
-    let side = w.min(h).max(1);
-    let square =
-        image::imageops::crop_imm(&rgb, (w - side) / 2, (h - side) / 2, side, side).to_image();
-    let small = image::imageops::resize(
-        &square,
-        IMAGE_SIZE as u32,
-        IMAGE_SIZE as u32,
-        FilterType::Triangle,
-    );
+    let small = square_view(image, IMAGE_SIZE as u32);
     let plane = IMAGE_SIZE * IMAGE_SIZE;
     let mut out = vec![0u8; IMAGE_VALUES];
     for (i, pixel) in small.pixels().enumerate() {
@@ -129,6 +163,17 @@ pub fn to_cifar_pixels(image: &DynamicImage) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The part of an image the networks see, at `side × side`: transparency composited over
+/// white, centre-cropped to a square, resized (antialiased). Heat maps are drawn over this.
+pub fn square_view(image: &DynamicImage, side: u32) -> RgbImage {
+    let rgb = flatten_alpha(&image.to_rgba8());
+    let (w, h) = rgb.dimensions();
+    let crop = w.min(h).max(1);
+    let square =
+        image::imageops::crop_imm(&rgb, (w - crop) / 2, (h - crop) / 2, crop, crop).to_image();
+    image::imageops::resize(&square, side, side, FilterType::Triangle)
 }
 
 /// Composites an RGBA image over a white background.

@@ -1,4 +1,10 @@
-//! The browser demo (WebGPU, CPU fallback, Grad-CAM). This crate is a placeholder until the
-//! web-demo issue fills it; it reuses the `model` crate.
+//! The cifar-burn web page's Rust side: a photo's bytes in, top classes and a Grad-CAM heat
+//! map out, on WebGPU (burn-wgpu) or on the CPU (Flex) when the browser has no WebGPU.
+//!
+//! [`classify`] holds everything that does not need a browser, so it is tested natively;
+//! the `web` module (wasm32 only) exposes it to the page's script with wasm-bindgen.
 
-pub use model::CLASSES;
+pub mod classify;
+pub mod render;
+#[cfg(target_arch = "wasm32")]
+mod web;

@@ -3,3 +3,4 @@
 pub mod eval;
 pub mod models;
 pub mod predict;
+pub mod ship;

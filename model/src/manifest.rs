@@ -1,0 +1,59 @@
+//! `weights/manifest.json`: the models shipped with cifar-burn, as `trainer ship` records them
+//! and the web page lists them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ModelConfig;
+
+/// The list of shipped models.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Name of the model the page loads first.
+    pub default: String,
+    /// Every shipped model.
+    pub models: Vec<ShippedModel>,
+}
+
+/// One shipped checkpoint and what was measured about it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ShippedModel {
+    /// Short unique name (also the file stem).
+    pub name: String,
+    /// Checkpoint file, relative to the manifest.
+    pub file: String,
+    /// The network, as stored in the checkpoint.
+    pub config: ModelConfig,
+    /// Trainable parameters (counted like PyTorch).
+    pub parameters: usize,
+    /// Top-1 accuracy on the test set, measured by `trainer eval`'s code.
+    pub test_accuracy: f64,
+    /// Top-5 accuracy on the same images.
+    pub top5_accuracy: f64,
+    /// Number of test images measured.
+    pub test_images: usize,
+    /// File size in bytes.
+    pub bytes: u64,
+    /// Size after gzip (what a web server typically sends), in bytes.
+    pub gzip_bytes: u64,
+    /// SHA-256 of the file, lowercase hex.
+    pub sha256: String,
+    /// How it was trained (command, data, epochs, machine, time).
+    pub trained: String,
+}
+
+impl Manifest {
+    /// The entry named `name`.
+    pub fn get(&self, name: &str) -> Option<&ShippedModel> {
+        self.models.iter().find(|m| m.name == name)
+    }
+
+    /// Adds or replaces the entry with the same name.
+    pub fn upsert(&mut self, model: ShippedModel) {
+        match self.models.iter_mut().find(|m| m.name == model.name) {
+            Some(existing) => *existing = model,
+            None => self.models.push(model),
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! `trainer ship`: copies a checkpoint into `weights/` and records it in `manifest.json` with
+//! its test accuracy (measured here, on the full test set), size, gzip size and SHA-256, so
+//! the web page and users can pick it.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, ensure};
+use clap::Args;
+use flate2::{Compression, write::GzEncoder};
+use model::manifest::{Manifest, ShippedModel};
+use sha2::{Digest, Sha256};
+
+use crate::backend::Backend;
+use crate::cli::{checkpoint_path, load_checkpoint};
+use crate::data::{CifarSet, locate};
+use crate::eval::evaluate;
+use crate::train::run_dir::write_atomic;
+
+/// Options of `trainer ship`.
+#[derive(Args, Debug)]
+pub struct ShipArgs {
+    /// Checkpoint file, or a run folder (uses its best.safetensors).
+    #[arg(short, long)]
+    pub checkpoint: PathBuf,
+    /// Name of the shipped model (letters, digits, `-`, `_`); the file becomes `<name>.safetensors`.
+    #[arg(long)]
+    pub name: String,
+    /// How the model was trained, for the manifest (command, epochs, machine, time).
+    #[arg(long)]
+    pub trained: String,
+    /// Make it the model the web page loads first.
+    #[arg(long)]
+    pub default: bool,
+    /// The weights folder holding manifest.json.
+    #[arg(long, default_value = "weights")]
+    pub weights_dir: PathBuf,
+    /// Folder of the CIFAR-10 binary batches [default: $CIFAR10_DIR, then data/cifar-10-batches-bin].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Compute backend for the evaluation.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    pub backend: Backend,
+}
+
+/// Evaluates, copies and records the checkpoint; returns the manifest entry.
+pub fn run(args: &ShipArgs) -> Result<ShippedModel> {
+    ensure!(
+        !args.name.is_empty()
+            && args
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        "--name may hold only letters, digits, `-` and `_`, got `{}`",
+        args.name
+    );
+    let source = checkpoint_path(&args.checkpoint);
+    let bytes =
+        std::fs::read(&source).with_context(|| format!("cannot read {}", source.display()))?;
+    let (checkpoint, device) = load_checkpoint(&source, args.backend)?;
+    let test = Arc::new(CifarSet::test(&locate::find(args.data_dir.as_deref())?)?);
+    let result = evaluate(
+        &checkpoint.model,
+        &test,
+        checkpoint.info.normalization,
+        &device,
+        256,
+    )?;
+
+    let manifest_path = args.weights_dir.join("manifest.json");
+    let mut manifest = if manifest_path.exists() {
+        let text = std::fs::read_to_string(&manifest_path)
+            .with_context(|| format!("cannot read {}", manifest_path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a valid manifest", manifest_path.display()))?
+    } else {
+        Manifest::default()
+    };
+    let file = format!("{}.safetensors", args.name);
+    let entry = ShippedModel {
+        name: args.name.clone(),
+        file: file.clone(),
+        config: checkpoint.model.config().clone(),
+        parameters: checkpoint.model.parameter_count(),
+        test_accuracy: result.accuracy(),
+        top5_accuracy: result.top_k_accuracy(5),
+        test_images: result.total(),
+        bytes: bytes.len() as u64,
+        gzip_bytes: gzip_len(&bytes)?,
+        sha256: format!("{:x}", Sha256::digest(&bytes)),
+        trained: args.trained.clone(),
+    };
+    std::fs::create_dir_all(&args.weights_dir)?;
+    write_atomic(&args.weights_dir.join(&file), &bytes)?;
+    manifest.upsert(entry.clone());
+    if args.default || manifest.default.is_empty() {
+        manifest.default = args.name.clone();
+    }
+    write_atomic(
+        &manifest_path,
+        (serde_json::to_string_pretty(&manifest)? + "\n").as_bytes(),
+    )?;
+    Ok(entry)
+}
+
+/// Size of `bytes` after gzip at the default level.
+pub fn gzip_len(bytes: &[u8]) -> Result<u64> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    encoder.write_all(bytes)?;
+    Ok(encoder.finish()?.len() as u64)
+}
+
+/// The entry as the CLI prints it.
+pub fn report(entry: &ShippedModel, weights_dir: &std::path::Path) -> String {
+    format!(
+        "Shipped {} ({}, {} parameters) to {}: test accuracy {:.2}% on {} images, top-5 {:.2}%, \
+         {:.2} MB ({:.2} MB gzip), sha256 {}\n",
+        entry.name,
+        entry.config.name,
+        entry.parameters,
+        weights_dir.join(&entry.file).display(),
+        100.0 * entry.test_accuracy,
+        entry.test_images,
+        100.0 * entry.top5_accuracy,
+        entry.bytes as f64 / 1e6,
+        entry.gzip_bytes as f64 / 1e6,
+        entry.sha256
+    )
+}

@@ -1,0 +1,262 @@
+// The page's glue: events, canvases and timings. Decoding, preprocessing, the network and
+// Grad-CAM all run in Rust (src/), reached through the `Demo` class that trunk loads.
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const state = { demo: null, manifest: null, model: null, classes: [], hasImage: false, runs: 0, stream: null };
+
+function setState(s) { document.body.dataset.state = s; }
+
+function say(text, isError = false) {
+  $("message").textContent = text;
+  $("message").classList.toggle("error", isError);
+}
+
+function errorText(e) { return (e && e.message) ? e.message : String(e); }
+
+async function bindings() {
+  if (window.wasmBindings) return window.wasmBindings;
+  return new Promise((resolve) =>
+    addEventListener("TrunkApplicationStarted", () => resolve(window.wasmBindings), { once: true }));
+}
+
+async function webGpuAdapter() {
+  if (params.get("backend") === "cpu" || !navigator.gpu) return false;
+  try { return !!(await navigator.gpu.requestAdapter()); } catch { return false; }
+}
+
+async function sha256Hex(bytes) {
+  if (!crypto.subtle) return null; // plain-http hosts other than localhost: no check possible
+  const digest = await crypto.subtle.digest("SHA-256", bytes);
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function fetchBytes(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+async function loadModel(name) {
+  const entry = state.manifest.models.find((m) => m.name === name);
+  if (!entry) throw new Error(`no model named ${name} in weights/manifest.json`);
+  const t0 = performance.now();
+  const bytes = await fetchBytes(`weights/${entry.file}`);
+  const hash = await sha256Hex(bytes);
+  if (hash && hash !== entry.sha256) {
+    throw new Error(`weights/${entry.file} is damaged (SHA-256 ${hash.slice(0, 12)}…, expected ${entry.sha256.slice(0, 12)}…)`);
+  }
+  const summary = JSON.parse(state.demo.load_model(bytes));
+  state.model = entry;
+  state.classes = summary.classes;
+  const ms = performance.now() - t0;
+  $("timing").dataset.load = ms.toFixed(0);
+  $("model-info").textContent =
+    `${entry.name}: ${summary.architecture}, ${summary.parameters.toLocaleString("en")} parameters, ` +
+    `${(entry.bytes / 1e6).toFixed(2)} MB, ${(100 * entry.test_accuracy).toFixed(2)} % on ${entry.test_images.toLocaleString("en")} CIFAR-10 test images ` +
+    `(Grad-CAM at ${summary.cam_layer}). Loaded in ${ms.toFixed(0)} ms.`;
+  const explain = $("explain");
+  const chosen = explain.value;
+  explain.replaceChildren(new Option("the top class", ""),
+    ...summary.classes.map((c, i) => new Option(c, String(i))));
+  explain.value = chosen;
+}
+
+function drawView() {
+  const side = 256;
+  const rgba = state.demo.view_rgba();
+  $("view").getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(rgba), side, side), 0, 0);
+}
+
+function drawAnswer(answer) {
+  $("heat").getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(answer.heat_rgba), 32, 32), 0, 0);
+  $("heat").hidden = !answer.has_heat;
+  const bars = $("bars");
+  bars.replaceChildren(...answer.top.map(([index, name, p]) => {
+    const li = document.createElement("li");
+    li.dataset.class = name;
+    li.dataset.index = index;
+    li.title = `explain ${name}`;
+    li.classList.toggle("explained", index === answer.explained);
+    const label = document.createElement("span");
+    label.textContent = name;
+    const bar = document.createElement("span");
+    bar.className = "bar";
+    const fill = document.createElement("span");
+    fill.style.width = `${(100 * p).toFixed(1)}%`;
+    bar.append(fill);
+    const pct = document.createElement("span");
+    pct.className = "pct";
+    pct.textContent = `${(100 * p).toFixed(1)} %`;
+    li.append(label, bar, pct);
+    li.addEventListener("click", () => { $("explain").value = String(index); explain(); });
+    return li;
+  }));
+  bars.dataset.explained = state.classes[answer.explained] ?? "";
+  if (!answer.has_heat) {
+    $("notes").prepend(Object.assign(document.createElement("li"),
+      { textContent: `no evidence for ${state.classes[answer.explained]} anywhere: the heat map is empty` }));
+  }
+}
+
+async function explain() {
+  if (!state.hasImage || !state.model) return;
+  setState("busy");
+  try {
+    const value = $("explain").value;
+    const t0 = performance.now();
+    const answer = JSON.parse(await state.demo.explain(value === "" ? undefined : Number(value)));
+    const ms = performance.now() - t0;
+    drawAnswer(answer);
+    state.runs += 1;
+    document.body.dataset.runs = state.runs;
+    $("timing").dataset.infer = ms.toFixed(0);
+    $("timing").textContent = `model loaded in ${$("timing").dataset.load} ms · inference + Grad-CAM ${ms.toFixed(0)} ms`;
+  } catch (e) {
+    say(`Could not classify: ${errorText(e)}`, true);
+  } finally {
+    setState("ready");
+  }
+}
+
+async function useImage(bytes, source) {
+  setState("busy");
+  let info;
+  try {
+    info = JSON.parse(state.demo.set_image(bytes));
+  } catch (e) {
+    say(`${source}: ${errorText(e)}${state.hasImage ? " (showing the previous image)" : ""}`, true);
+    setState("ready");
+    return;
+  }
+  state.hasImage = true;
+  say(`${source} (${info.width}×${info.height})`);
+  $("notes").replaceChildren(...info.notes.map((n) => Object.assign(document.createElement("li"), { textContent: n })));
+  drawView();
+  await explain();
+}
+
+async function useFile(file, how) {
+  if (!file) return;
+  const limit = 100 * 1024 * 1024;
+  if (file.size > limit) {
+    say(`${file.name}: the file is ${(file.size / 1e6).toFixed(0)} MB; at most ${limit / 1e6} MB, please`, true);
+    return;
+  }
+  await useImage(new Uint8Array(await file.arrayBuffer()), `${how} ${file.name || "image"}`);
+}
+
+async function buildGallery() {
+  let items = [];
+  try { items = await (await fetch("gallery/gallery.json")).json(); } catch { return; }
+  $("gallery").replaceChildren(...items.map((item) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.title = `CIFAR-10 test image #${item.index}: ${item.label}`;
+    button.dataset.label = item.label;
+    const img = document.createElement("img");
+    img.src = `gallery/${item.file}`;
+    img.alt = item.label;
+    button.append(img);
+    button.addEventListener("click", async () => {
+      await useImage(await fetchBytes(`gallery/${item.file}`), `test image #${item.index} (true class: ${item.label})`);
+    });
+    return button;
+  }));
+}
+
+function wireInputs() {
+  $("file").addEventListener("change", (e) => useFile(e.target.files[0], "file"));
+  const drop = $("drop");
+  for (const target of [drop, document.body]) {
+    target.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+    target.addEventListener("dragleave", () => drop.classList.remove("over"));
+    target.addEventListener("drop", (e) => {
+      e.preventDefault();
+      e.stopPropagation();
+      drop.classList.remove("over");
+      const file = e.dataTransfer.files[0];
+      if (file) useFile(file, "dropped");
+      else say("that was not a file: drop an image file", true);
+    });
+  }
+  document.addEventListener("paste", (e) => {
+    const file = [...(e.clipboardData?.files ?? [])][0];
+    if (file) useFile(file, "pasted");
+    else say("the clipboard holds no image", true);
+  });
+  $("opacity").addEventListener("input", (e) => { $("heat").style.opacity = e.target.value / 100; });
+  $("explain").addEventListener("change", explain);
+  $("model").addEventListener("change", async (e) => {
+    setState("busy");
+    try {
+      await loadModel(e.target.value);
+      setState("ready");
+      await explain();
+    } catch (err) {
+      say(`Could not load ${e.target.value}: ${errorText(err)}`, true);
+      if (state.model) e.target.value = state.model.name;
+      setState("ready");
+    }
+  });
+  $("camera").addEventListener("click", async () => {
+    try {
+      state.stream = await navigator.mediaDevices.getUserMedia({ video: true });
+      $("video").srcObject = state.stream;
+      $("camera-box").hidden = false;
+    } catch (e) {
+      say(`No camera: ${errorText(e)}`, true);
+    }
+  });
+  const stopCamera = () => {
+    state.stream?.getTracks().forEach((t) => t.stop());
+    state.stream = null;
+    $("camera-box").hidden = true;
+  };
+  $("camera-off").addEventListener("click", stopCamera);
+  $("snap").addEventListener("click", async () => {
+    const video = $("video");
+    const canvas = document.createElement("canvas");
+    canvas.width = video.videoWidth;
+    canvas.height = video.videoHeight;
+    canvas.getContext("2d").drawImage(video, 0, 0);
+    const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
+    stopCamera();
+    if (blob) await useImage(new Uint8Array(await blob.arrayBuffer()), "camera photo");
+  });
+}
+
+async function main() {
+  wireInputs();
+  if ("serviceWorker" in navigator && params.get("sw") !== "0") {
+    navigator.serviceWorker.register("sw.js").catch(() => {}); // offline use is a bonus
+  }
+  try {
+    const t0 = performance.now();
+    const { Demo } = await bindings();
+    state.demo = await Demo.open(await webGpuAdapter());
+    const badge = $("backend");
+    const gpu = state.demo.backend === "WebGPU";
+    badge.textContent = gpu ? "WebGPU" : "CPU (WebAssembly)";
+    badge.className = `badge ${gpu ? "webgpu" : "cpu"}`;
+    badge.dataset.backend = state.demo.backend;
+    badge.title = gpu ? "running on the GPU through WebGPU" : `running on the CPU: ${state.demo.backend_note}`;
+    state.manifest = await (await fetch("weights/manifest.json")).json();
+    const select = $("model");
+    select.replaceChildren(...state.manifest.models.map((m) =>
+      new Option(`${m.name} (${(100 * m.test_accuracy).toFixed(1)} %)`, m.name)));
+    const first = params.get("model") ?? state.manifest.default;
+    select.value = first;
+    await loadModel(first);
+    select.disabled = false;
+    await buildGallery();
+    document.body.dataset.startup = (performance.now() - t0).toFixed(0);
+    say("Ready: drop, paste, pick or film an image, or click a test image.");
+    setState("ready");
+  } catch (e) {
+    say(`The page could not start: ${errorText(e)}`, true);
+    setState("error");
+  }
+}
+
+main();

@@ -1,0 +1,151 @@
+// End-to-end test of the built page in Debian's Chromium (playwright-core; never a
+// downloaded browser). Serves the trunk output on loopback, feeds the page real CIFAR-10 test
+// images through its file input, and checks the prediction against the native Rust answer,
+// that a heat map was drawn, class choice, opacity, bad input, the gallery and the model
+// switcher. Prints the timings it saw.
+//
+// node browser.mjs --dist DIR --expected FILE --backend webgpu|cpu [--screenshot PNG --photo IMAGE]
+
+import http from "node:http";
+import fs from "node:fs";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const args = Object.fromEntries(process.argv.slice(2).reduce((pairs, a, i, all) =>
+  a.startsWith("--") ? [...pairs, [a.slice(2), all[i + 1]]] : pairs, []));
+const dist = path.resolve(args.dist);
+const expected = JSON.parse(fs.readFileSync(args.expected, "utf8"));
+const backend = args.backend;
+const TYPES = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".wasm": "application/wasm",
+  ".json": "application/json", ".png": "image/png", ".safetensors": "application/octet-stream", ".md": "text/plain" };
+
+function fail(message) {
+  console.error(`FAIL (${backend}): ${message}`);
+  process.exitCode = 1;
+  throw new Error(message);
+}
+function check(condition, message) { if (!condition) fail(message); }
+
+const server = http.createServer((req, res) => {
+  const url = new URL(req.url, "http://localhost");
+  let file = path.join(dist, decodeURIComponent(url.pathname));
+  if (!file.startsWith(dist)) { res.writeHead(403).end(); return; }
+  if (fs.existsSync(file) && fs.statSync(file).isDirectory()) file = path.join(file, "index.html");
+  if (!fs.existsSync(file)) { res.writeHead(404).end(); return; }
+  res.writeHead(200, { "Content-Type": TYPES[path.extname(file)] ?? "application/octet-stream" });
+  fs.createReadStream(file).pipe(res);
+});
+await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+const origin = `http://127.0.0.1:${server.address().port}`;
+
+const flags = ["--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking",
+  "--disable-component-update", "--disable-sync"];
+flags.push(backend === "webgpu" ? "--enable-unsafe-webgpu" : "--disable-gpu");
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", headless: true, args: flags });
+const log = [];
+try {
+  const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
+  page.on("console", (m) => log.push(`console.${m.type()}: ${m.text()}`));
+  page.on("pageerror", (e) => log.push(`page error: ${e.message}`));
+
+  const runs = async () => Number(await page.evaluate(() => document.body.dataset.runs ?? 0));
+  const settled = async (before) => {
+    await page.waitForFunction((n) => Number(document.body.dataset.runs ?? 0) > n && document.body.dataset.state === "ready",
+      before, { timeout: 120_000 });
+  };
+  const heatPixels = () => page.evaluate(() => {
+    const canvas = document.getElementById("heat");
+    return canvas.hidden ? null : Array.from(canvas.getContext("2d").getImageData(0, 0, 32, 32).data);
+  });
+  const message = () => page.evaluate(() => ({
+    text: document.getElementById("message").textContent,
+    error: document.getElementById("message").classList.contains("error"),
+  }));
+
+  const t0 = Date.now();
+  await page.goto(`${origin}/index.html?sw=0`);
+  await page.waitForFunction(() => ["ready", "error"].includes(document.body.dataset.state), null, { timeout: 180_000 });
+  const loadMs = Date.now() - t0;
+  const start = await message();
+  check(!start.error, `page did not start: ${start.text}`);
+  const badge = await page.getAttribute("#backend", "data-backend");
+  check(badge === (backend === "webgpu" ? "WebGPU" : "CPU"), `backend badge says ${badge}`);
+
+  // Real CIFAR-10 test images through the file input: same answer as the native Rust code.
+  const inferMs = [];
+  let previousHeat = null;
+  for (const image of expected.images) {
+    const before = await runs();
+    await page.setInputFiles("#file", path.join(dist, "gallery", image.file));
+    await settled(before);
+    inferMs.push(Number(await page.getAttribute("#timing", "data-infer")));
+    const shown = await page.$$eval("#bars li", (lis) => lis.map((li) => [Number(li.dataset.index), li.dataset.class,
+      parseFloat(li.querySelector(".pct").textContent) / 100]));
+    check(shown.length === 5, `${image.file}: ${shown.length} bars`);
+    check(shown[0][0] === image.top[0][0], `${image.file}: browser says ${shown[0][1]}, native Rust says ${image.top[0][1]}`);
+    shown.forEach(([, , p], i) => check(Math.abs(p - image.top[i][2]) < 0.011,
+      `${image.file}: bar ${i} ${p} vs native ${image.top[i][2]}`));
+    const heat = await heatPixels();
+    check(heat !== null, `${image.file}: no heat map shown`);
+    const reds = heat.filter((_, i) => i % 4 === 0);
+    check(Math.max(...reds) - Math.min(...reds) > 60, `${image.file}: heat map is flat`);
+    check(previousHeat === null || heat.join() !== previousHeat.join(), `${image.file}: heat map did not change`);
+    previousHeat = heat;
+    const view = await page.evaluate(() => Array.from(document.getElementById("view").getContext("2d").getImageData(0, 0, 256, 256).data.slice(0, 4096)));
+    check(view.some((v, i) => i % 4 !== 3 && v !== 0), `${image.file}: the picture was not drawn`);
+  }
+
+  // Explaining another class redraws a different heat map and marks that class.
+  let before;
+  if (previousHeat) {
+    const other = expected.images.at(-1).top[1];
+    before = await runs();
+    await page.selectOption("#explain", String(other[0]));
+    await settled(before);
+    check(await page.getAttribute("#bars", "data-explained") === other[1], "explained class not marked");
+    check((await heatPixels())?.join() !== previousHeat.join(), "explaining another class left the heat map unchanged");
+    await page.selectOption("#explain", "");
+  }
+
+  await page.fill("#opacity", "20");
+  check(await page.evaluate(() => document.getElementById("heat").style.opacity) === "0.2", "opacity slider ignored");
+
+  // Bad input: a clear message, and the page goes on working (gallery click).
+  await page.setInputFiles("#file", { name: "notes.txt", mimeType: "text/plain", buffer: Buffer.from("not a picture") });
+  await page.waitForFunction(() => document.getElementById("message").classList.contains("error"));
+  const bad = await message();
+  check(/not an image/.test(bad.text), `bad input message: ${bad.text}`);
+  before = await runs();
+  await page.click("#gallery button >> nth=0");
+  await settled(before);
+  check(!(await message()).error, "gallery click after bad input failed");
+
+  // Another shipped model.
+  before = await runs();
+  await page.selectOption("#model", "tiny-cnn");
+  await settled(before);
+  check((await page.textContent("#model-info")).includes("tiny-cnn"), "model switch not shown");
+  const modelLoadMs = Number(await page.getAttribute("#timing", "data-load"));
+
+  if (args.screenshot && args.photo) {
+    await page.selectOption("#model", expected.model);
+    await page.waitForFunction(() => document.body.dataset.state === "ready");
+    await page.fill("#opacity", "55");
+    await page.evaluate(() => { document.getElementById("heat").style.opacity = 0.55; });
+    before = await runs();
+    await page.setInputFiles("#file", args.photo);
+    await settled(before);
+    await page.screenshot({ path: args.screenshot, fullPage: true });
+  }
+  const sorted = [...inferMs].sort((a, b) => a - b);
+  console.log(`ok (${backend}): page ready in ${loadMs} ms (startup ${await page.getAttribute("body", "data-startup")} ms in page), ` +
+    `inference + Grad-CAM first ${inferMs[0]} ms, median ${sorted[Math.floor(sorted.length / 2)]} ms over ${inferMs.length} images, ` +
+    `tiny-cnn load ${modelLoadMs} ms`);
+} catch (e) {
+  process.exitCode = 1;
+  console.error(`FAIL (${backend}): ${e.message}`);
+  console.error(log.join("\n"));
+} finally {
+  await browser.close();
+  server.close();
+}

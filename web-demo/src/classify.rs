@@ -1,0 +1,198 @@
+//! Loading a shipped model, preparing a user's image and explaining the prediction, written
+//! once for every device. Reading results back is left to the caller because a browser's
+//! WebGPU device may only be read asynchronously.
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use image::{ColorType, RgbImage};
+use model::cam::{GradCam, PendingCam, grad_cam_tensors};
+use model::preprocess::{
+    DecodeLimits, decode_image_with, is_animated, square_view, to_cifar_pixels,
+};
+use model::{Checkpoint, CheckpointInfo, Model, ModelError};
+use serde::Serialize;
+
+/// What the page accepts: a browser tab has less memory to spare than the trainer.
+pub const BROWSER_LIMITS: DecodeLimits = DecodeLimits {
+    max_side: 8_192,
+    max_bytes: 256 * 1024 * 1024,
+};
+
+/// Side of the square picture of what the network saw, drawn under the heat map.
+pub const VIEW_SIDE: u32 = 256;
+
+/// A user's image, decoded and reduced to what the network sees.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The CIFAR-sized input, channel-major `u8` (3 × 32 × 32).
+    pub pixels: Vec<u8>,
+    /// The same centre crop at [`VIEW_SIDE`] pixels, for display.
+    pub view: RgbImage,
+    /// The decoded image's size (after EXIF rotation).
+    pub width: u32,
+    /// See `width`.
+    pub height: u32,
+    /// What was done to fit the image to the network, in words for the user.
+    pub notes: Vec<String>,
+}
+
+/// Decodes an image file and prepares it; errors name what is wrong with the file.
+pub fn prepare(bytes: &[u8]) -> Result<Prepared, ModelError> {
+    if bytes.is_empty() {
+        return Err(ModelError::Image("the file is empty".into()));
+    }
+    let image = decode_image_with(bytes, BROWSER_LIMITS)?;
+    let (width, height) = (image.width(), image.height());
+    let mut notes = Vec::new();
+    if is_animated(bytes) {
+        notes.push("animated image: its first frame was classified".to_string());
+    }
+    notes.extend(colour_note(image.color()));
+    if width != height {
+        let side = width.min(height);
+        notes.push(format!(
+            "{width}×{height}: the centre {side}×{side} square was used"
+        ));
+    }
+    if width.max(height) > 32 {
+        notes.push("shrunk to 32×32, the size the network was trained on".to_string());
+    }
+    Ok(Prepared {
+        pixels: to_cifar_pixels(&image),
+        view: square_view(&image, VIEW_SIDE),
+        width,
+        height,
+        notes,
+    })
+}
+
+fn colour_note(colour: ColorType) -> Option<String> {
+    let mut parts = Vec::new();
+    if matches!(
+        colour,
+        ColorType::L8 | ColorType::L16 | ColorType::La8 | ColorType::La16
+    ) {
+        parts.push("grayscale: fed as gray RGB");
+    }
+    if colour.bytes_per_pixel() / colour.channel_count() > 1 {
+        parts.push("16-bit or float colour: reduced to 8 bits");
+    }
+    if colour.has_alpha() {
+        parts.push("transparency: drawn over white");
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// A loaded model ready to classify on one device.
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    model: Model,
+    info: CheckpointInfo,
+    device: Device,
+}
+
+/// What the page shows about a loaded model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSummary {
+    /// Architecture name.
+    pub architecture: String,
+    /// Trainable parameters.
+    pub parameters: usize,
+    /// Class names in label order.
+    pub classes: Vec<String>,
+    /// The layer Grad-CAM explains.
+    pub cam_layer: String,
+}
+
+impl Classifier {
+    /// Loads a checkpoint (SafeTensors bytes written by `trainer`) on `device`. Models without
+    /// a convolutional layer are refused: the page needs a Grad-CAM.
+    pub fn load(bytes: &[u8], device: &Device) -> Result<Self, ModelError> {
+        let checkpoint = Checkpoint::from_bytes(bytes, device)?;
+        if checkpoint.model.cam_layer().is_none() {
+            return Err(ModelError::Checkpoint(format!(
+                "`{}` has no convolutional layer, so the page cannot explain it",
+                checkpoint.model.config().name
+            )));
+        }
+        Ok(Self {
+            model: checkpoint.model.valid(),
+            info: checkpoint.info,
+            device: device.clone(),
+        })
+    }
+
+    /// Name, size and classes of the model.
+    pub fn summary(&self) -> ModelSummary {
+        ModelSummary {
+            architecture: self.model.config().name.clone(),
+            parameters: self.model.parameter_count(),
+            classes: self.info.classes.clone(),
+            cam_layer: self.model.cam_layer().unwrap_or_default(),
+        }
+    }
+
+    /// The normalised input tensor of a prepared image, `[1, 3, 32, 32]`.
+    pub fn input(&self, prepared: &Prepared) -> Tensor<4> {
+        self.info
+            .normalization
+            .tensor(&prepared.pixels, &self.device)
+    }
+
+    /// Runs the network and Grad-CAM for `class` (default: the predicted one); read the
+    /// returned tensors and call [`PendingCam::finish`], or use [`Self::explain`].
+    pub fn explain_tensors(
+        &self,
+        prepared: &Prepared,
+        class: Option<usize>,
+    ) -> Result<PendingCam, ModelError> {
+        grad_cam_tensors(&self.model, self.input(prepared), class, None)
+    }
+
+    /// [`Self::explain_tensors`] read back synchronously (every device but a browser's WebGPU).
+    pub fn explain(
+        &self,
+        prepared: &Prepared,
+        class: Option<usize>,
+    ) -> Result<GradCam, ModelError> {
+        model::cam::grad_cam(&self.model, self.input(prepared), class, None)
+    }
+
+    /// Class names in label order.
+    pub fn classes(&self) -> &[String] {
+        &self.info.classes
+    }
+}
+
+/// The answer the page draws: ranked classes and the heat map.
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    /// `(class index, name, probability)`, most likely first, five at most.
+    pub top: Vec<(usize, String, f32)>,
+    /// The class the heat map explains.
+    pub explained: usize,
+    /// The layer explained.
+    pub layer: String,
+    /// Maximum of the heat map before scaling was positive (false: nothing to show).
+    pub has_heat: bool,
+}
+
+impl Answer {
+    /// Ranks the probabilities of a Grad-CAM result.
+    pub fn new(cam: &GradCam, classes: &[String]) -> Self {
+        let mut ranked: Vec<(usize, String, f32)> = cam
+            .probabilities
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| (i, classes.get(i).cloned().unwrap_or_default(), p))
+            .collect();
+        ranked.sort_by(|a, b| b.2.total_cmp(&a.2));
+        ranked.truncate(5);
+        Self {
+            top: ranked,
+            explained: cam.class,
+            layer: cam.layer.clone(),
+            has_heat: cam.heat.iter().any(|&v| v > 0.0),
+        }
+    }
+}

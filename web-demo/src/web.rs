@@ -1,0 +1,155 @@
+//! The page's interface to Rust (wasm32 only): `Demo` picks the device, loads a model, takes
+//! an image and answers with the top classes and a coloured heat map.
+
+use burn::tensor::{Device, Tensor};
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use crate::classify::{Answer, Classifier, Prepared, VIEW_SIDE, prepare};
+use crate::render::{heat_rgba, rgba};
+
+/// Makes Rust panics readable in the browser console.
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
+
+/// One page's model, image and device.
+#[wasm_bindgen]
+pub struct Demo {
+    device: Device,
+    backend: String,
+    backend_note: String,
+    classifier: Option<Classifier>,
+    prepared: Option<Prepared>,
+}
+
+#[derive(Serialize)]
+struct ImageInfo<'a> {
+    width: u32,
+    height: u32,
+    view_side: u32,
+    notes: &'a [String],
+}
+
+#[derive(Serialize)]
+struct Explained {
+    #[serde(flatten)]
+    answer: Answer,
+    heat_rgba: Vec<u8>,
+}
+
+#[wasm_bindgen]
+impl Demo {
+    /// Opens WebGPU when `webgpu` is true and the browser gives an adapter, else the CPU
+    /// (Flex); `backend_note` says why the CPU was chosen.
+    pub async fn open(webgpu: bool) -> Demo {
+        let mut note = String::from("this browser has no WebGPU");
+        if webgpu {
+            match Device::wgpu_options().init_async().await {
+                Ok(device) => return Demo::new(device, "WebGPU", String::new()),
+                Err(e) => note = format!("WebGPU failed to start ({e})"),
+            }
+        }
+        Demo::new(Device::flex(), "CPU", note)
+    }
+
+    fn new(device: Device, backend: &str, backend_note: String) -> Demo {
+        Demo {
+            device,
+            backend: backend.to_string(),
+            backend_note,
+            classifier: None,
+            prepared: None,
+        }
+    }
+
+    /// "WebGPU" or "CPU".
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        self.backend.clone()
+    }
+
+    /// Why the CPU runs (empty on WebGPU).
+    #[wasm_bindgen(getter)]
+    pub fn backend_note(&self) -> String {
+        self.backend_note.clone()
+    }
+
+    /// Loads a checkpoint file; returns its summary as JSON. The previous model stays
+    /// loaded when this fails.
+    pub fn load_model(&mut self, bytes: &[u8]) -> Result<String, JsError> {
+        let classifier = Classifier::load(bytes, &self.device)?;
+        let summary = serde_json::to_string(&classifier.summary())?;
+        self.classifier = Some(classifier);
+        Ok(summary)
+    }
+
+    /// Decodes and prepares an image file; returns its size and notes as JSON. The previous
+    /// image stays when this fails.
+    pub fn set_image(&mut self, bytes: &[u8]) -> Result<String, JsError> {
+        let prepared = prepare(bytes)?;
+        let info = serde_json::to_string(&ImageInfo {
+            width: prepared.width,
+            height: prepared.height,
+            view_side: VIEW_SIDE,
+            notes: &prepared.notes,
+        })?;
+        self.prepared = Some(prepared);
+        Ok(info)
+    }
+
+    /// RGBA pixels of what the network sees, `VIEW_SIDE` square.
+    pub fn view_rgba(&self) -> Vec<u8> {
+        self.prepared
+            .as_ref()
+            .map(|p| rgba(&p.view))
+            .unwrap_or_default()
+    }
+
+    /// Classifies the image and explains `class` (the top class when absent). Resolves to
+    /// JSON: `top` `[index, name, probability]`, `explained`, `layer`, `has_heat`, and
+    /// `heat_rgba` (32 × 32 RGBA).
+    pub fn explain(&self, class: Option<u32>) -> js_sys::Promise {
+        let work = (
+            self.classifier.clone(),
+            self.prepared.clone(),
+            class.map(|c| c as usize),
+        );
+        wasm_bindgen_futures::future_to_promise(async move {
+            match explain(work).await {
+                Ok(json) => Ok(JsValue::from_str(&json)),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+}
+
+/// The work of [`Demo::explain`], as JSON.
+async fn explain(
+    work: (Option<Classifier>, Option<Prepared>, Option<usize>),
+) -> Result<String, JsError> {
+    let (Some(classifier), Some(prepared), class) = work else {
+        return Err(JsError::new("load a model and an image first"));
+    };
+    let pending = classifier.explain_tensors(&prepared, class)?;
+    let probabilities = read(pending.probabilities.clone()).await?;
+    let cam = read(pending.cam.clone()).await?;
+    let cam = pending.finish(&probabilities, &cam)?;
+    let explained = Explained {
+        answer: Answer::new(&cam, classifier.classes()),
+        heat_rgba: heat_rgba(&cam.heat),
+    };
+    Ok(serde_json::to_string(&explained)?)
+}
+
+/// Reads a tensor back without blocking (WebGPU in a browser cannot block).
+async fn read<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, JsError> {
+    let data = tensor
+        .into_data_async()
+        .await
+        .map_err(|e| JsError::new(&format!("reading the result failed: {e:?}")))?;
+    data.convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| JsError::new(&format!("reading the result failed: {e:?}")))
+}
