@@ -9,7 +9,7 @@ use model::{Activation, Checkpoint, ModelOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{self, Backend};
-use crate::cmd::{eval::EvalArgs, predict::PredictArgs, ship::ShipArgs};
+use crate::cmd::{eval::EvalArgs, gradcam::GradcamArgs, predict::PredictArgs, ship::ShipArgs};
 use crate::train::TrainArgs;
 
 /// Train, evaluate and use CIFAR-10 classifiers on Burn (GPU through wgpu, CPU through Flex).
@@ -38,6 +38,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Top-5 classes of image files (any size, PNG/JPEG/GIF/WebP/BMP).
     Predict(PredictArgs),
+    /// Grad-CAM heat maps of image files, drawn over each image as PNG files.
+    Gradcam(GradcamArgs),
     /// Copy a checkpoint into weights/ and record its measured test accuracy, size and
     /// SHA-256 in weights/manifest.json (what the web page loads).
     Ship(ShipArgs),

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use trainer::cli::{Cli, Command};
-use trainer::cmd::{eval, models, predict, ship};
+use trainer::cmd::{eval, gradcam, models, predict, ship};
 use trainer::train;
 
 fn main() -> Result<()> {
@@ -27,6 +27,7 @@ fn main() -> Result<()> {
         }
         Command::Eval(args) => print!("{}", eval::run(&args)?.1),
         Command::Predict(args) => print!("{}", predict::report(&predict::run(&args)?)),
+        Command::Gradcam(args) => print!("{}", gradcam::report(&gradcam::run(&args)?)),
         Command::Ship(args) => print!("{}", ship::report(&ship::run(&args)?, &args.weights_dir)),
         Command::Models => print!("{}", models::table()?),
     }

@@ -1,6 +1,7 @@
 //! The subcommands other than `train` (which lives in [`crate::train`]).
 
 pub mod eval;
+pub mod gradcam;
 pub mod models;
 pub mod predict;
 pub mod ship;

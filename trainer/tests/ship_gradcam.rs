@@ -1,0 +1,161 @@
+//! `trainer ship` and `trainer gradcam` on the committed, trained weights.
+
+mod common;
+
+use std::path::Path;
+
+use clap::Parser;
+use common::{sample, temp};
+use model::manifest::Manifest;
+use sha2::{Digest, Sha256};
+use trainer::cli::{Cli, Command};
+use trainer::cmd::{eval, gradcam, ship};
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+fn parse(args: &[&str]) -> Command {
+    Cli::try_parse_from(std::iter::once("trainer").chain(args.iter().copied()))
+        .unwrap()
+        .command
+        .unwrap()
+}
+
+#[test]
+fn ship_records_measured_accuracy_size_and_hash() {
+    let dir = temp("ship");
+    let weights = dir.join("weights");
+    let data = sample();
+    let ship_one = |source: &str, name: &str, default: bool| {
+        let mut args = vec![
+            "ship",
+            "--checkpoint",
+            source,
+            "--name",
+            name,
+            "--trained",
+            "test",
+            "--weights-dir",
+            weights.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--backend",
+            "flex",
+        ];
+        if default {
+            args.push("--default");
+        }
+        match parse(&args) {
+            Command::Ship(a) => ship::run(&a).unwrap(),
+            other => panic!("{other:?}"),
+        }
+    };
+    let tiny = format!("{ROOT}/weights/tiny-cnn.safetensors");
+    let basic = format!("{ROOT}/weights/basic-cnn.safetensors");
+    let first = ship_one(&tiny, "small", false);
+    ship_one(&basic, "big", false);
+    ship_one(&basic, "big", false);
+    let manifest: Manifest =
+        serde_json::from_str(&std::fs::read_to_string(weights.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        manifest.default, "small",
+        "the first shipped model is the default"
+    );
+    assert_eq!(
+        manifest.models.len(),
+        2,
+        "shipping a name again replaces it"
+    );
+    let copied = std::fs::read(weights.join("small.safetensors")).unwrap();
+    assert_eq!(copied, std::fs::read(&tiny).unwrap());
+    assert_eq!(first.bytes, copied.len() as u64);
+    assert_eq!(first.sha256, format!("{:x}", Sha256::digest(&copied)));
+    assert!(first.gzip_bytes > 0 && first.gzip_bytes < first.bytes);
+    assert_eq!(first.test_images, 200, "the sample's test batch");
+    // The accuracy is the one `trainer eval` measures on the same images.
+    let evaluated = match parse(&[
+        "eval",
+        "--checkpoint",
+        &tiny,
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--backend",
+        "flex",
+        "--out",
+        dir.join("eval").to_str().unwrap(),
+    ]) {
+        Command::Eval(a) => eval::run(&a).unwrap().0,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(first.test_accuracy, evaluated.accuracy());
+    ship_one(&basic, "big", true);
+    let manifest: Manifest =
+        serde_json::from_str(&std::fs::read_to_string(weights.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest.default, "big");
+    let bad = parse(&["ship", "-c", &tiny, "--name", "../x", "--trained", "t"]);
+    let Command::Ship(bad) = bad else { panic!() };
+    assert!(ship::run(&bad).unwrap_err().to_string().contains("--name"));
+}
+
+#[test]
+fn gradcam_writes_overlays_of_the_chosen_class() {
+    let out = temp("gradcam");
+    let cat = format!("{ROOT}/docs/photos/chelsea-cat.png");
+    let truck = format!("{ROOT}/web-demo/gallery/00504-truck.png");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "gradcam",
+            "--checkpoint",
+            "../weights/basic-cnn.safetensors",
+            "--out",
+            out.to_str().unwrap(),
+            &cat,
+            &truck,
+        ];
+        args.extend_from_slice(extra);
+        match parse(&args) {
+            Command::Gradcam(a) => gradcam::run(&a),
+            other => panic!("{other:?}"),
+        }
+    };
+    let written = run(&[]).unwrap();
+    assert_eq!(written.len(), 2);
+    assert_eq!(written[1].predicted.0, "truck");
+    assert_eq!(
+        written[1].class, "truck",
+        "explains the predicted class by default"
+    );
+    let predicted = image::open(&written[0].png).unwrap().to_rgb8();
+    assert_eq!(predicted.dimensions(), (256, 256));
+    let plain = model::preprocess::square_view(&image::open(&cat).unwrap(), 256);
+    assert_ne!(predicted, plain, "the heat map is drawn over the photo");
+
+    let chosen = run(&["--class", "frog", "--opacity", "0.8"]).unwrap();
+    assert_eq!(chosen[0].class, "frog");
+    assert_eq!(chosen[0].predicted, written[0].predicted);
+    let frog = image::open(&chosen[0].png).unwrap().to_rgb8();
+    assert_ne!(frog, predicted, "another class, another map");
+    assert!(Path::new(&chosen[1].png).exists());
+
+    let err = run(&["--class", "unicorn"]).unwrap_err().to_string();
+    assert!(err.contains("unknown class `unicorn`"), "{err}");
+    let out_dir = out.to_str().unwrap();
+    let mut args = vec![
+        "gradcam",
+        "-c",
+        "../weights/basic-cnn.safetensors",
+        "--out",
+        out_dir,
+    ];
+    let text = format!("{ROOT}/README.md");
+    args.push(&text);
+    let Command::Gradcam(a) = parse(&args) else {
+        panic!()
+    };
+    let err = format!("{:#}", gradcam::run(&a).unwrap_err());
+    assert!(
+        err.contains("README.md") && err.contains("not an image"),
+        "{err}"
+    );
+}

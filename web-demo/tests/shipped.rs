@@ -1,0 +1,81 @@
+//! The shipped weights as the page loads them: the manifest matches the files, and the
+//! default model classifies and explains a real CIFAR-10 test image natively.
+
+use std::path::Path;
+
+use burn::tensor::Device;
+use model::manifest::Manifest;
+use sha2::{Digest, Sha256};
+use web_demo::classify::{Answer, Classifier, prepare};
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+fn manifest() -> Manifest {
+    let text = std::fs::read_to_string(format!("{ROOT}/weights/manifest.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn the_manifest_describes_the_committed_files() {
+    let manifest = manifest();
+    assert!(
+        manifest.get(&manifest.default).is_some(),
+        "default model listed"
+    );
+    for entry in &manifest.models {
+        let bytes = std::fs::read(Path::new(ROOT).join("weights").join(&entry.file)).unwrap();
+        assert_eq!(bytes.len() as u64, entry.bytes, "{}", entry.name);
+        assert_eq!(
+            format!("{:x}", Sha256::digest(&bytes)),
+            entry.sha256,
+            "{}",
+            entry.name
+        );
+        let classifier = Classifier::load(&bytes, &Device::flex()).unwrap();
+        let summary = classifier.summary();
+        assert_eq!(summary.architecture, entry.config.name);
+        assert_eq!(summary.parameters, entry.parameters, "{}", entry.name);
+        assert_eq!(entry.test_images, 10_000, "measured on the whole test set");
+    }
+}
+
+#[test]
+fn the_default_model_explains_a_test_image() {
+    let manifest = manifest();
+    let entry = manifest.get(&manifest.default).unwrap();
+    let bytes = std::fs::read(Path::new(ROOT).join("weights").join(&entry.file)).unwrap();
+    let classifier = Classifier::load(&bytes, &Device::flex()).unwrap();
+    let image = std::fs::read(format!("{ROOT}/web-demo/gallery/00504-truck.png")).unwrap();
+    let prepared = prepare(&image).unwrap();
+    let cam = classifier.explain(&prepared, None).unwrap();
+    let answer = Answer::new(&cam, classifier.classes());
+    assert_eq!(answer.top.len(), 5);
+    assert!(answer.top.windows(2).all(|w| w[0].2 >= w[1].2), "ranked");
+    assert_eq!(answer.explained, answer.top[0].0, "explains the top class");
+    assert!(answer.has_heat);
+    assert!((cam.probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    // The tensors read back separately (the browser's async path) give the same answer.
+    let pending = classifier.explain_tensors(&prepared, None).unwrap();
+    let probabilities = pending
+        .probabilities
+        .clone()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let map = pending.cam.clone().into_data().try_to_vec::<f32>().unwrap();
+    assert_eq!(pending.finish(&probabilities, &map).unwrap(), cam);
+    // A model without convolutions cannot be explained, so the page refuses it.
+    let mlp = model::ModelConfig::from_name("mlp", &Default::default())
+        .unwrap()
+        .init(&Device::flex())
+        .unwrap();
+    let checkpoint = model::Checkpoint {
+        model: mlp,
+        info: model::CheckpointInfo::cifar10(model::Normalization {
+            mean: [0.5; 3],
+            std: [0.25; 3],
+        }),
+    };
+    let err = Classifier::load(&checkpoint.to_bytes().unwrap(), &Device::flex()).unwrap_err();
+    assert!(err.to_string().contains("no convolutional layer"), "{err}");
+}
