@@ -4,7 +4,9 @@
 // that a heat map was drawn, class choice, opacity, bad input, the gallery and the model
 // switcher. Prints the timings it saw.
 //
-// node browser.mjs --dist DIR --expected FILE --backend webgpu|cpu [--screenshot PNG --photo IMAGE]
+// node browser.mjs --dist DIR --expected FILE --backend webgpu|cpu [--base /path/] [--offline]
+//                   [--screenshot PNG --photo IMAGE]
+// --base serves the page under a path, as GitHub Pages serves a project site (trunk's --public-url).
 
 import http from "node:http";
 import fs from "node:fs";
@@ -12,10 +14,11 @@ import path from "node:path";
 import { chromium } from "playwright-core";
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((pairs, a, i, all) =>
-  a.startsWith("--") ? [...pairs, [a.slice(2), all[i + 1]]] : pairs, []));
+  a.startsWith("--") ? [...pairs, [a.slice(2), all[i + 1]?.startsWith("--") ? true : all[i + 1] ?? true]] : pairs, []));
 const dist = path.resolve(args.dist);
 const expected = JSON.parse(fs.readFileSync(args.expected, "utf8"));
 const backend = args.backend;
+const base = args.base ?? "/";
 const TYPES = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".wasm": "application/wasm",
   ".json": "application/json", ".png": "image/png", ".safetensors": "application/octet-stream", ".md": "text/plain" };
 
@@ -28,8 +31,9 @@ function check(condition, message) { if (!condition) fail(message); }
 
 const server = http.createServer((req, res) => {
   const url = new URL(req.url, "http://localhost");
-  let file = path.join(dist, decodeURIComponent(url.pathname));
-  if (!file.startsWith(dist)) { res.writeHead(403).end(); return; }
+  if (!url.pathname.startsWith(base)) { res.writeHead(404).end(); return; }
+  let file = path.join(dist, decodeURIComponent(url.pathname.slice(base.length)));
+  if (file !== dist && !file.startsWith(dist + path.sep)) { res.writeHead(403).end(); return; }
   if (fs.existsSync(file) && fs.statSync(file).isDirectory()) file = path.join(file, "index.html");
   if (!fs.existsSync(file)) { res.writeHead(404).end(); return; }
   res.writeHead(200, { "Content-Type": TYPES[path.extname(file)] ?? "application/octet-stream" });
@@ -63,7 +67,7 @@ try {
   }));
 
   const t0 = Date.now();
-  await page.goto(`${origin}/index.html?sw=0`);
+  await page.goto(`${origin}${base}?sw=0`);
   await page.waitForFunction(() => ["ready", "error"].includes(document.body.dataset.state), null, { timeout: 180_000 });
   const loadMs = Date.now() - t0;
   const start = await message();
@@ -126,6 +130,24 @@ try {
   await settled(before);
   check((await page.textContent("#model-info")).includes("tiny-cnn"), "model switch not shown");
   const modelLoadMs = Number(await page.getAttribute("#timing", "data-load"));
+
+  // Offline once loaded: the service worker's cache answers when the network is gone.
+  if (args.offline) {
+    const context = page.context();
+    await page.goto(`${origin}${base}`);
+    await page.waitForFunction(() => navigator.serviceWorker?.controller && document.body.dataset.state === "ready",
+      null, { timeout: 60_000 });
+    await page.reload();
+    await page.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: 60_000 });
+    await context.setOffline(true);
+    await page.reload();
+    await page.waitForFunction(() => ["ready", "error"].includes(document.body.dataset.state), null, { timeout: 60_000 });
+    check(!(await message()).error, `offline reload failed: ${(await message()).text}`);
+    before = await runs();
+    await page.click("#gallery button >> nth=1");
+    await settled(before);
+    await context.setOffline(false);
+  }
 
   if (args.screenshot && args.photo) {
     await page.selectOption("#model", expected.model);

@@ -1,7 +1,7 @@
 //! The page in a real browser: builds it with `trunk build --release`, then drives Debian's
 //! headless Chromium with `e2e/browser.mjs` twice, once with WebGPU (SwiftShader) and once with
-//! the GPU disabled (automatic CPU fallback), checking each answer against this crate's native
-//! result for the same image. Needs trunk, wasm-bindgen-cli, chromium, node and
+//! the GPU disabled (automatic CPU fallback, page under a sub-path as on GitHub Pages, then
+//! offline), checking each answer against this crate's native result for the same image. Needs trunk, wasm-bindgen-cli, chromium, node and
 //! `npm ci` in `web-demo/e2e` (README, `.ci/run`).
 
 use std::path::{Path, PathBuf};
@@ -74,22 +74,27 @@ fn the_page_classifies_and_explains_in_chromium_on_webgpu_and_on_the_cpu() {
     let dir = std::env::temp_dir().join(format!("cifar-burn-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let expected = expected_answers(&dir);
-    let dist = dir.join("dist");
-    run(
-        Command::new("trunk")
-            .args(["build", "--release", "--dist"])
-            .arg(&dist)
-            .current_dir(CRATE),
-        "trunk build --release",
-        "install trunk 0.21.14 and wasm-bindgen-cli 0.2.130 (see README)",
-    );
     assert!(
         Path::new(CRATE)
             .join("e2e/node_modules/playwright-core")
             .exists(),
         "run `npm ci` in web-demo/e2e first (see README)"
     );
-    for backend in ["webgpu", "cpu"] {
+    // WebGPU with the page at the server's root; the CPU fallback under /cifar-burn/ as GitHub
+    // Pages serves a project site, and offline from the service worker's cache.
+    for (backend, base, extra) in [
+        ("webgpu", "/", None),
+        ("cpu", "/cifar-burn/", Some("--offline")),
+    ] {
+        let dist = dir.join(format!("dist-{backend}"));
+        run(
+            Command::new("trunk")
+                .args(["build", "--release", "--public-url", base, "--dist"])
+                .arg(&dist)
+                .current_dir(CRATE),
+            "trunk build --release",
+            "install trunk 0.21.14 and wasm-bindgen-cli 0.2.130 (see README)",
+        );
         let out = run(
             Command::new("node")
                 .arg("browser.mjs")
@@ -97,7 +102,8 @@ fn the_page_classifies_and_explains_in_chromium_on_webgpu_and_on_the_cpu() {
                 .arg(&dist)
                 .arg("--expected")
                 .arg(&expected)
-                .args(["--backend", backend])
+                .args(["--backend", backend, "--base", base])
+                .args(extra)
                 .current_dir(Path::new(CRATE).join("e2e")),
             &format!("the browser test on {backend}"),
             "install node and Debian's chromium (see README)",
