@@ -4,7 +4,7 @@
 // that a heat map was drawn, class choice, opacity, bad input, the gallery and the model
 // switcher. Prints the timings it saw.
 //
-// node browser.mjs --dist DIR --expected FILE --backend webgpu|cpu [--base /path/] [--offline]
+// node browser.mjs --dist DIR --expected FILE --backend webgpu|cpu [--base /path/] [--offline] [--camera]
 //                   [--screenshot PNG --photo IMAGE]
 // --base serves the page under a path, as GitHub Pages serves a project site (trunk's --public-url).
 
@@ -45,6 +45,7 @@ const origin = `http://127.0.0.1:${server.address().port}`;
 const flags = ["--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking",
   "--disable-component-update", "--disable-sync"];
 flags.push(backend === "webgpu" ? "--enable-unsafe-webgpu" : "--disable-gpu");
+if (args.camera) flags.push("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream");
 const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", headless: true, args: flags });
 const log = [];
 try {
@@ -123,6 +124,33 @@ try {
   await page.click("#gallery button >> nth=0");
   await settled(before);
   check(!(await message()).error, "gallery click after bad input failed");
+
+  // Drag-and-drop and paste deliver files through the same path as the file input.
+  for (const how of ["drop", "paste"]) {
+    before = await runs();
+    await page.evaluate(async ([how, file]) => {
+      const bytes = await (await fetch(`gallery/${file}`)).arrayBuffer();
+      const data = new DataTransfer();
+      data.items.add(new File([bytes], file, { type: "image/png" }));
+      const event = how === "drop"
+        ? new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true })
+        : new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true });
+      (how === "drop" ? document.getElementById("drop") : document).dispatchEvent(event);
+    }, [how, expected.images[0]?.file ?? "00500-deer.png"]);
+    await settled(before);
+    const said = await message();
+    check(!said.error && said.text.startsWith(how === "drop" ? "dropped" : "pasted"), `${how}: ${said.text}`);
+  }
+
+  // The camera (Chromium's fake device when --camera): a snapshot is classified.
+  if (args.camera) {
+    await page.click("#camera");
+    await page.waitForFunction(() => document.getElementById("video").videoWidth > 0, null, { timeout: 30_000 });
+    before = await runs();
+    await page.click("#snap");
+    await settled(before);
+    check((await message()).text.startsWith("camera photo"), `camera: ${(await message()).text}`);
+  }
 
   // Another shipped model.
   before = await runs();

@@ -81,10 +81,11 @@ fn the_page_classifies_and_explains_in_chromium_on_webgpu_and_on_the_cpu() {
         "run `npm ci` in web-demo/e2e first (see README)"
     );
     // WebGPU with the page at the server's root; the CPU fallback under /cifar-burn/ as GitHub
-    // Pages serves a project site, and offline from the service worker's cache.
+    // Pages serves a project site, with the camera (Chromium's fake one) and offline from the
+    // service worker's cache.
     for (backend, base, extra) in [
-        ("webgpu", "/", None),
-        ("cpu", "/cifar-burn/", Some("--offline")),
+        ("webgpu", "/", &[][..]),
+        ("cpu", "/cifar-burn/", &["--offline", "--camera"][..]),
     ] {
         let dist = dir.join(format!("dist-{backend}"));
         run(
