@@ -9,7 +9,9 @@ use model::{Activation, Checkpoint, ModelOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{self, Backend};
-use crate::cmd::{eval::EvalArgs, gradcam::GradcamArgs, predict::PredictArgs, ship::ShipArgs};
+use crate::cmd::{
+    eval::EvalArgs, gradcam::GradcamArgs, predict::PredictArgs, ship::ShipArgs, viz::VizArgs,
+};
 use crate::train::TrainArgs;
 
 /// Train, evaluate and use CIFAR-10 classifiers on Burn (GPU through wgpu, CPU through Flex).
@@ -43,6 +45,9 @@ pub enum Command {
     /// Copy a checkpoint into weights/ and record its measured test accuracy, size and
     /// SHA-256 in weights/manifest.json (what the web page loads).
     Ship(ShipArgs),
+    /// Pictures of a trained network: filters, parameter distributions, feature maps,
+    /// saliency and Grad-CAM grids (PNG).
+    Viz(VizArgs),
     /// List every registered model with its parameter count.
     Models,
 }

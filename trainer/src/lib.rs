@@ -9,3 +9,4 @@ pub mod eval;
 pub mod metrics;
 pub mod plot;
 pub mod train;
+pub mod viz;

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use trainer::cli::{Cli, Command};
-use trainer::cmd::{eval, gradcam, models, predict, ship};
+use trainer::cmd::{eval, gradcam, models, predict, ship, viz};
 use trainer::train;
 
 fn main() -> Result<()> {
@@ -29,6 +29,11 @@ fn main() -> Result<()> {
         Command::Predict(args) => print!("{}", predict::report(&predict::run(&args)?)),
         Command::Gradcam(args) => print!("{}", gradcam::report(&gradcam::run(&args)?)),
         Command::Ship(args) => print!("{}", ship::report(&ship::run(&args)?, &args.weights_dir)),
+        Command::Viz(args) => {
+            for path in viz::run(&args)? {
+                println!("wrote {}", path.display());
+            }
+        }
         Command::Models => print!("{}", models::table()?),
     }
     Ok(())

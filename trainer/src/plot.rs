@@ -24,7 +24,7 @@ fn register_font() {
 const SIZE: (u32, u32) = (1500, 450);
 
 /// Renders a `size` figure with `draw` and encodes it as PNG.
-fn render(
+pub(crate) fn render(
     size: (u32, u32),
     draw: impl FnOnce(&DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<()>,
 ) -> Result<Vec<u8>> {

@@ -5,3 +5,4 @@ pub mod gradcam;
 pub mod models;
 pub mod predict;
 pub mod ship;
+pub mod viz;

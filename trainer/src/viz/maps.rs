@@ -1,0 +1,176 @@
+//! Pictures of what the network computes on images: feature maps per stage, saliency (the
+//! gradient of the class score with respect to the input pixels) and Grad-CAM.
+
+use anyhow::{Result, ensure};
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use image::{DynamicImage, RgbImage};
+use model::cam::{argmax, grad_cam, heat_color, overlay};
+use model::{CLASSES, IMAGE_SIZE, Model, Normalization};
+
+use super::{gray_tile, to_bytes};
+use crate::plot::image_grid;
+
+/// Feature maps shown per layer.
+const CHANNELS: usize = 5;
+
+fn read(tensor: Tensor<4>) -> Result<Vec<f32>> {
+    Ok(tensor.into_data().convert::<f32>().try_to_vec::<f32>()?)
+}
+
+/// RGB picture of channel-major CIFAR pixels.
+fn picture(pixels: &[u8]) -> RgbImage {
+    let side = IMAGE_SIZE as u32;
+    RgbImage::from_fn(side, side, |x, y| {
+        let i = (y * side + x) as usize;
+        image::Rgb([pixels[i], pixels[1024 + i], pixels[2048 + i]])
+    })
+}
+
+/// Channel-major pixels of an RGB 32 × 32 picture.
+fn planes(image: &RgbImage) -> Vec<u8> {
+    let mut out = vec![0u8; 3 * 1024];
+    for (i, p) in image.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * 1024 + i] = p[c];
+        }
+    }
+    out
+}
+
+/// The first feature maps after every stage (conv blocks, pools, residual stages) for one
+/// image (channel-major CIFAR pixels): a row per layer, the image first.
+pub fn feature_maps(
+    model: &Model,
+    normalization: Normalization,
+    pixels: &[u8],
+    device: &Device,
+) -> Result<Vec<u8>> {
+    let model = model.valid();
+    let layers = model.layer_names();
+    ensure!(!layers.is_empty(), "the model has no convolutional layer");
+    let input = normalization.tensor(pixels, device);
+    let mut tiles: Vec<(Vec<u8>, String)> = Vec::new();
+    for layer in &layers {
+        let maps = model.activations(input.clone(), layer)?;
+        let [_, channels, h, w] = maps.dims();
+        let values = read(maps)?;
+        tiles.push((pixels.to_vec(), format!("{layer}: {channels}×{h}×{w}")));
+        for c in 0..channels.min(CHANNELS) {
+            let map = &values[c * h * w..(c + 1) * h * w];
+            let constant = map.iter().all(|&v| v == map[0]);
+            let caption = if constant {
+                format!("{layer} #{c} (all {:.2})", map[0])
+            } else {
+                format!("{layer} #{c}")
+            };
+            tiles.push((gray_tile(&to_bytes(map), h.min(w)), caption));
+        }
+    }
+    let refs: Vec<(&[u8], String)> = tiles
+        .iter()
+        .map(|(t, c)| (t.as_slice(), c.clone()))
+        .collect();
+    image_grid(
+        &refs,
+        "Feature maps after each stage (first channels; white = high)",
+    )
+}
+
+/// The gradient of the predicted class score with respect to the normalised input of one
+/// image (channel-major CIFAR pixels): `(predicted class, 3 × 32 × 32 gradient)`.
+pub fn input_gradient(
+    model: &Model,
+    normalization: Normalization,
+    pixels: &[u8],
+    device: &Device,
+) -> Result<(usize, Vec<f32>)> {
+    let model = model.valid();
+    let input = normalization
+        .tensor(pixels, device)
+        .autodiff()
+        .require_grad();
+    let logits = model.forward(input.clone());
+    let scores = read(logits.clone().detach().reshape([1, 1, 1, CLASSES.len()]))?;
+    let class = argmax(&scores);
+    let grads = logits.slice([0..1, class..class + 1]).sum().backward();
+    let gradient = input
+        .grad(&grads)
+        .ok_or_else(|| anyhow::anyhow!("no gradient reached the input"))?;
+    Ok((class, read(gradient)?))
+}
+
+/// For each image: the image and its saliency map (largest absolute input gradient of the
+/// predicted class score over the three colour channels, seed 000's figure), as tile pairs.
+pub fn saliency_grid(
+    model: &Model,
+    normalization: Normalization,
+    images: &[(&[u8], usize)],
+    device: &Device,
+) -> Result<Vec<u8>> {
+    let mut tiles: Vec<(Vec<u8>, String)> = Vec::new();
+    for &(pixels, label) in images {
+        let (class, gradient) = input_gradient(model, normalization, pixels, device)?;
+        let plane = IMAGE_SIZE * IMAGE_SIZE;
+        let saliency: Vec<f32> = (0..plane)
+            .map(|i| {
+                (0..3)
+                    .map(|c| gradient[c * plane + i].abs())
+                    .fold(0.0, f32::max)
+            })
+            .collect();
+        let heat: Vec<f32> = to_bytes(&saliency)
+            .iter()
+            .map(|&v| v as f32 / 255.0)
+            .collect();
+        tiles.push((pixels.to_vec(), format!("{} (true)", CLASSES[label])));
+        tiles.push((planes(&heat_image(&heat)), format!("→ {}", CLASSES[class])));
+    }
+    let refs: Vec<(&[u8], String)> = tiles
+        .iter()
+        .map(|(t, c)| (t.as_slice(), c.clone()))
+        .collect();
+    image_grid(
+        &refs,
+        "Saliency: |∂ score / ∂ pixel| of the predicted class (red = most sensitive)",
+    )
+}
+
+fn heat_image(heat: &[f32]) -> RgbImage {
+    let side = IMAGE_SIZE as u32;
+    RgbImage::from_fn(side, side, |x, y| {
+        image::Rgb(heat_color(heat[(y * side + x) as usize]))
+    })
+}
+
+/// For each image: the image and its Grad-CAM (predicted class, the model's default layer)
+/// blended over it, as pairs of tiles.
+pub fn gradcam_grid(
+    model: &Model,
+    normalization: Normalization,
+    images: &[(&[u8], usize)],
+    device: &Device,
+) -> Result<Vec<u8>> {
+    let mut tiles: Vec<(Vec<u8>, String)> = Vec::new();
+    for &(pixels, label) in images {
+        let cam = grad_cam(model, normalization.tensor(pixels, device), None, None)?;
+        let blended = overlay(&picture(pixels), &cam.heat, 0.5);
+        tiles.push((pixels.to_vec(), format!("{} (true)", CLASSES[label])));
+        tiles.push((
+            planes(&DynamicImage::ImageRgb8(blended).to_rgb8()),
+            format!(
+                "→ {} {:.0}%",
+                CLASSES[cam.class],
+                100.0 * cam.probabilities[cam.class]
+            ),
+        ));
+    }
+    let refs: Vec<(&[u8], String)> = tiles
+        .iter()
+        .map(|(t, c)| (t.as_slice(), c.clone()))
+        .collect();
+    image_grid(
+        &refs,
+        "Grad-CAM of the predicted class at the last convolutional stage (red = strongest evidence)",
+    )
+}
