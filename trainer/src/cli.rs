@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{self, Backend};
 use crate::cmd::{
-    eval::EvalArgs, gradcam::GradcamArgs, predict::PredictArgs, ship::ShipArgs, viz::VizArgs,
+    eval::EvalArgs, gradcam::GradcamArgs, landscape::LandscapeArgs, predict::PredictArgs,
+    ship::ShipArgs, viz::VizArgs,
 };
 use crate::train::TrainArgs;
 
@@ -48,6 +49,9 @@ pub enum Command {
     /// Pictures of a trained network: filters, parameter distributions, feature maps,
     /// saliency and Grad-CAM grids (PNG).
     Viz(VizArgs),
+    /// The loss surface around a checkpoint's weights along two random filter-normalised
+    /// directions (CSV, contour and 3-D PNG).
+    Landscape(LandscapeArgs),
     /// List every registered model with its parameter count.
     Models,
 }

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use trainer::cli::{Cli, Command};
-use trainer::cmd::{eval, gradcam, models, predict, ship, viz};
+use trainer::cmd::{eval, gradcam, landscape, models, predict, ship, viz};
 use trainer::train;
 
 fn main() -> Result<()> {
@@ -33,6 +33,17 @@ fn main() -> Result<()> {
             for path in viz::run(&args)? {
                 println!("wrote {}", path.display());
             }
+        }
+        Command::Landscape(args) => {
+            let (land, out) = landscape::run(&args)?;
+            println!(
+                "loss at the trained weights {:.4}, lowest {:.4}, highest {:.4}; wrote landscape.csv, \
+                 landscape-contour.png and landscape-surface.png to {}",
+                land.centre(),
+                land.loss.iter().copied().fold(f32::MAX, f32::min),
+                land.loss.iter().copied().fold(f32::MIN, f32::max),
+                out.display()
+            );
         }
         Command::Models => print!("{}", models::table()?),
     }

@@ -114,3 +114,27 @@ fn viz_writes_every_picture() {
         assert!(png.width() >= 600 && png.height() >= 200, "{name}");
     }
 }
+
+#[test]
+fn the_landscape_centre_is_the_models_loss_and_the_minimum_of_the_grid() {
+    let basic = checkpoint("basic-cnn");
+    let device = Device::flex();
+    let test = CifarSet::test(&sample()).unwrap();
+    let images = std::sync::Arc::new(test.subset(&(0..100).collect::<Vec<_>>()));
+    let norm = basic.info.normalization;
+    let land = viz::landscape(&basic.model, norm, &images, 5, 1.0, 7, &device).unwrap();
+    assert_eq!(land.coords, vec![-1.0, -0.5, 0.0, 0.5, 1.0]);
+    let direct = trainer::eval::evaluate(&basic.model, &images, norm, &device, 100)
+        .unwrap()
+        .loss as f32;
+    assert!(
+        (land.centre() - direct).abs() < 1e-4,
+        "centre {} vs the model's loss {direct}",
+        land.centre()
+    );
+    // Trained weights sit in a basin: every other grid point has a higher loss.
+    let lowest = land.loss.iter().copied().fold(f32::MAX, f32::min);
+    assert_eq!(lowest, land.centre());
+    assert!(land.loss[0] > 2.0 * land.centre(), "{:?}", land.loss);
+    assert!(viz::landscape(&basic.model, norm, &images, 4, 1.0, 7, &device).is_err());
+}

@@ -2,6 +2,7 @@
 
 pub mod eval;
 pub mod gradcam;
+pub mod landscape;
 pub mod models;
 pub mod predict;
 pub mod ship;
