@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{self, Backend};
 use crate::cmd::{
     eval::EvalArgs, gradcam::GradcamArgs, landscape::LandscapeArgs, predict::PredictArgs,
-    ship::ShipArgs, viz::VizArgs,
+    report::ReportArgs, ship::ShipArgs, viz::VizArgs,
 };
 use crate::train::TrainArgs;
 
@@ -52,6 +52,9 @@ pub enum Command {
     /// The loss surface around a checkpoint's weights along two random filter-normalised
     /// directions (CSV, contour and 3-D PNG).
     Landscape(LandscapeArgs),
+    /// One self-contained HTML page of a run: summary, curves, metrics, evaluation and
+    /// visualisations.
+    Report(ReportArgs),
     /// List every registered model with its parameter count.
     Models,
 }

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use trainer::cli::{Cli, Command};
-use trainer::cmd::{eval, gradcam, landscape, models, predict, ship, viz};
+use trainer::cmd::{eval, gradcam, landscape, models, predict, report, ship, viz};
 use trainer::train;
 
 fn main() -> Result<()> {
@@ -45,6 +45,7 @@ fn main() -> Result<()> {
                 out.display()
             );
         }
+        Command::Report(args) => println!("wrote {}", report::run(&args)?.display()),
         Command::Models => print!("{}", models::table()?),
     }
     Ok(())

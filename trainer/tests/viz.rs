@@ -7,11 +7,18 @@ use clap::Parser;
 use common::{sample, temp};
 use model::{Checkpoint, IMAGE_VALUES};
 use trainer::cli::{Cli, Command};
-use trainer::cmd::viz as viz_cmd;
+use trainer::cmd::{eval, report, viz as viz_cmd};
 use trainer::data::CifarSet;
 use trainer::viz;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+fn parse(args: &[&str]) -> Command {
+    Cli::try_parse_from(std::iter::once("trainer").chain(args.iter().copied()))
+        .unwrap()
+        .command
+        .unwrap()
+}
 
 fn checkpoint(name: &str) -> Checkpoint {
     let bytes = std::fs::read(format!("{ROOT}/weights/{name}.safetensors")).unwrap();
@@ -89,11 +96,7 @@ fn viz_writes_every_picture() {
         "--count",
         "6",
     ];
-    let Command::Viz(a) = Cli::try_parse_from(std::iter::once("trainer").chain(args))
-        .unwrap()
-        .command
-        .unwrap()
-    else {
+    let Command::Viz(a) = parse(&args) else {
         panic!()
     };
     let written = viz_cmd::run(&a).unwrap();
@@ -137,4 +140,73 @@ fn the_landscape_centre_is_the_models_loss_and_the_minimum_of_the_grid() {
     assert_eq!(lowest, land.centre());
     assert!(land.loss[0] > 2.0 * land.centre(), "{:?}", land.loss);
     assert!(viz::landscape(&basic.model, norm, &images, 4, 1.0, 7, &device).is_err());
+}
+
+#[test]
+fn report_gathers_a_run_into_one_self_contained_page() {
+    let root = temp("report");
+    let data = sample();
+    let data = data.to_str().unwrap();
+    let runs = root.to_str().unwrap();
+    let train_args = [
+        "train",
+        "--model",
+        "tiny-cnn",
+        "--epochs",
+        "1",
+        "--data-dir",
+        data,
+        "--runs-dir",
+        runs,
+        "--name",
+        "tiny",
+        "--backend",
+        "flex",
+    ];
+    let Command::Train(a) = parse(&train_args) else {
+        panic!()
+    };
+    let outcome = trainer::train::run(&a).unwrap();
+    let run = outcome.run_dir.to_str().unwrap();
+    let Command::Eval(a) = parse(&["eval", "-c", run, "--data-dir", data, "--backend", "flex"])
+    else {
+        panic!()
+    };
+    eval::run(&a).unwrap();
+    let Command::Viz(a) = parse(&["viz", "-c", run, "--data-dir", data, "--count", "4"]) else {
+        panic!()
+    };
+    let pictures = viz_cmd::run(&a).unwrap().len();
+    let Command::Report(a) = parse(&["report", run]) else {
+        panic!()
+    };
+    let page = std::fs::read_to_string(report::run(&a).unwrap()).unwrap();
+    // curves + confusion + misclassified + every viz picture, all embedded.
+    assert_eq!(
+        page.matches("src=\"data:image/png;base64,").count(),
+        3 + pictures
+    );
+    assert!(
+        !page.contains("src=\"http"),
+        "nothing loaded from elsewhere"
+    );
+    assert!(page.contains("<th>precision</th>") && page.contains("<td>airplane</td>"));
+    let accuracy = format!("{:.2}%", 100.0 * outcome.test.accuracy());
+    assert!(
+        page.contains(&accuracy),
+        "summary with the test accuracy {accuracy}"
+    );
+    assert!(
+        page.contains("model = &quot;tiny-cnn&quot;"),
+        "the configuration"
+    );
+    let Command::Report(a) = parse(&["report", data]) else {
+        panic!()
+    };
+    assert!(
+        report::run(&a)
+            .unwrap_err()
+            .to_string()
+            .contains("not a run folder")
+    );
 }

@@ -5,5 +5,6 @@ pub mod gradcam;
 pub mod landscape;
 pub mod models;
 pub mod predict;
+pub mod report;
 pub mod ship;
 pub mod viz;
