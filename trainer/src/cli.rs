@@ -55,6 +55,11 @@ pub enum Command {
     /// One self-contained HTML page of a run: summary, curves, metrics, evaluation and
     /// visualisations.
     Report(ReportArgs),
+    /// Hyperparameter search (grid, random or Bayesian) over a space written in TOML.
+    Search(crate::search::SearchArgs),
+    /// Analyse a search: best trial, score histogram, each option against the score,
+    /// correlations (PNG and HTML).
+    SearchReport(crate::search::SearchReportArgs),
     /// List every registered model with its parameter count.
     Models,
 }

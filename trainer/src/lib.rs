@@ -8,5 +8,6 @@ pub mod data;
 pub mod eval;
 pub mod metrics;
 pub mod plot;
+pub mod search;
 pub mod train;
 pub mod viz;

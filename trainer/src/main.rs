@@ -46,6 +46,33 @@ fn main() -> Result<()> {
             );
         }
         Command::Report(args) => println!("wrote {}", report::run(&args)?.display()),
+        Command::Search(args) => {
+            let results = trainer::search::run(&args)?;
+            let best = results
+                .iter()
+                .filter_map(|r| r.score.map(|s| (s, r)))
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            match best {
+                Some((score, r)) => println!(
+                    "{} trials; best: trial {} with score {:.2}% ({:?})",
+                    results.len(),
+                    r.trial,
+                    100.0 * score,
+                    r.params
+                ),
+                None => println!("{} trials, none succeeded", results.len()),
+            }
+        }
+        Command::SearchReport(args) => {
+            let (best, page) = trainer::search::report(&args)?;
+            println!(
+                "best: trial {} with score {:.2}% ({:?}); wrote {}",
+                best.trial,
+                100.0 * best.score.unwrap_or(0.0),
+                best.params,
+                page.display()
+            );
+        }
         Command::Models => print!("{}", models::table()?),
     }
     Ok(())

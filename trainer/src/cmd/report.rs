@@ -21,7 +21,7 @@ pub struct ReportArgs {
 }
 
 /// Escapes text for HTML.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -29,7 +29,7 @@ fn escape(text: &str) -> String {
 }
 
 /// An `<img>` with the PNG embedded, or nothing when the file is missing.
-fn picture(path: &Path, caption: &str) -> Result<String> {
+pub(crate) fn picture(path: &Path, caption: &str) -> Result<String> {
     if !path.exists() {
         return Ok(String::new());
     }
@@ -42,7 +42,7 @@ fn picture(path: &Path, caption: &str) -> Result<String> {
 }
 
 /// A CSV file as an HTML table (numbers shortened to 4 decimals).
-fn csv_table(path: &Path) -> Result<String> {
+pub(crate) fn csv_table(path: &Path) -> Result<String> {
     if !path.exists() {
         return Ok(String::new());
     }

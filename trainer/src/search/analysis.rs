@@ -1,0 +1,303 @@
+//! `trainer search-report`: what a finished search says — the best trial, the distribution of
+//! scores, each option against the score (box plots for choices, scatter plots for numbers) and
+//! the correlations between numeric options and the score (seed 000's analysis), as PNG files
+//! and one HTML page.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, ensure};
+use clap::Args;
+use plotters::prelude::*;
+
+use super::runner::{TrialResult, read_csv};
+use super::space::{Dist, SearchSpec, arg_value};
+use crate::cmd::report::{csv_table, escape, picture};
+use crate::plot::render;
+use crate::train::run_dir::write_atomic;
+
+/// Options of `trainer search-report`.
+#[derive(Args, Debug)]
+pub struct SearchReportArgs {
+    /// The search folder (holding search.toml and search.csv).
+    pub search: PathBuf,
+}
+
+/// The value of a numeric option as analysed: the logarithm (base 10) for log-uniform ones.
+fn numeric(dist: &Dist, value: &toml::Value) -> Option<f64> {
+    let v = value
+        .as_float()
+        .or_else(|| value.as_integer().map(|i| i as f64))?;
+    match dist {
+        Dist::LogUniform(_) => Some(v.log10()),
+        Dist::Uniform(_) | Dist::Int(_) => Some(v),
+        Dist::Choices(_) => None,
+    }
+}
+
+fn axis_name(name: &str, dist: &Dist) -> String {
+    match dist {
+        Dist::LogUniform(_) => format!("log10({name})"),
+        _ => name.to_string(),
+    }
+}
+
+/// Pearson correlation of two equally long series (0 when either is constant).
+pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let cov: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let sx = x.iter().map(|a| (a - mx).powi(2)).sum::<f64>().sqrt();
+    let sy = y.iter().map(|b| (b - my).powi(2)).sum::<f64>().sqrt();
+    if sx == 0.0 || sy == 0.0 {
+        0.0
+    } else {
+        cov / (sx * sy)
+    }
+}
+
+/// Names and values (one series per numeric option, then the score) of the successful trials.
+pub fn numeric_series(spec: &SearchSpec, ok: &[&TrialResult]) -> Vec<(String, Vec<f64>)> {
+    let mut series: Vec<(String, Vec<f64>)> = spec
+        .space
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, d))| !matches!(d, Dist::Choices(_)))
+        .map(|(i, (name, dist))| {
+            let values = ok
+                .iter()
+                .filter_map(|r| numeric(dist, &r.params[i].1))
+                .collect();
+            (axis_name(name, dist), values)
+        })
+        .collect();
+    series.push((
+        "score".into(),
+        ok.iter().map(|r| r.score.unwrap_or(0.0)).collect(),
+    ));
+    series
+}
+
+fn histogram_png(scores: &[f64]) -> Result<Vec<u8>> {
+    let (lo, hi) = scores
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), &s| (l.min(s), h.max(s)));
+    let (lo, hi) = if hi > lo {
+        (lo, hi)
+    } else {
+        (lo - 0.01, hi + 0.01)
+    };
+    let bins = 12;
+    let width = (hi - lo) / bins as f64;
+    let mut counts = vec![0u32; bins];
+    for &s in scores {
+        counts[(((s - lo) / width) as usize).min(bins - 1)] += 1;
+    }
+    let top = *counts.iter().max().unwrap_or(&1);
+    render((800, 500), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(
+                "Score of the trials (validation accuracy)",
+                ("sans-serif", 20),
+            )
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(45)
+            .build_cartesian_2d(100.0 * lo..100.0 * hi, 0u32..top + 1)?;
+        chart
+            .configure_mesh()
+            .x_desc("accuracy (%)")
+            .y_desc("trials")
+            .label_style(("sans-serif", 13))
+            .draw()?;
+        chart.draw_series(counts.iter().enumerate().map(|(i, &c)| {
+            let x0 = 100.0 * (lo + i as f64 * width);
+            Rectangle::new([(x0, 0), (x0 + 100.0 * width, c)], BLUE.mix(0.7).filled())
+        }))?;
+        Ok(())
+    })
+}
+
+fn params_png(spec: &SearchSpec, ok: &[&TrialResult]) -> Result<Vec<u8>> {
+    let dims: Vec<(usize, &String, &Dist)> = spec
+        .space
+        .iter()
+        .enumerate()
+        .map(|(i, (n, d))| (i, n, d))
+        .collect();
+    let cols = dims.len().min(3);
+    let rows = dims.len().div_ceil(cols);
+    let scores: Vec<f64> = ok.iter().map(|r| 100.0 * r.score.unwrap_or(0.0)).collect();
+    let (s_lo, s_hi) = scores
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), &s| (l.min(s), h.max(s)));
+    let (s_lo, s_hi) = (s_lo - 1.0, s_hi + 1.0);
+    render((500 * cols as u32, 380 * rows as u32), |root| {
+        for (panel, &(i, name, dist)) in root.split_evenly((rows, cols)).iter().zip(&dims) {
+            if let Dist::Choices(choices) = dist {
+                let mut chart = ChartBuilder::on(panel)
+                    .caption(
+                        format!("{name} (box: quartiles, line: median)"),
+                        ("sans-serif", 16),
+                    )
+                    .margin(12)
+                    .x_label_area_size(35)
+                    .y_label_area_size(45)
+                    .build_cartesian_2d(-0.5f64..choices.len() as f64 - 0.5, s_lo..s_hi)?;
+                chart
+                    .configure_mesh()
+                    .x_labels(choices.len())
+                    .x_label_formatter(&|x| {
+                        choices
+                            .get(x.round().max(0.0) as usize)
+                            .map(arg_value)
+                            .unwrap_or_default()
+                    })
+                    .y_desc("accuracy (%)")
+                    .label_style(("sans-serif", 12))
+                    .draw()?;
+                for (c, choice) in choices.iter().enumerate() {
+                    let mut v: Vec<f64> = ok
+                        .iter()
+                        .zip(&scores)
+                        .filter(|(r, _)| &r.params[i].1 == choice)
+                        .map(|(_, &s)| s)
+                        .collect();
+                    if v.is_empty() {
+                        continue;
+                    }
+                    v.sort_by(f64::total_cmp);
+                    let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+                    let x = c as f64;
+                    chart.draw_series([Rectangle::new(
+                        [(x - 0.25, q(0.25)), (x + 0.25, q(0.75))],
+                        BLUE.mix(0.3).filled(),
+                    )])?;
+                    chart.draw_series(LineSeries::new(
+                        [(x - 0.25, q(0.5)), (x + 0.25, q(0.5))],
+                        BLACK.stroke_width(2),
+                    ))?;
+                    chart.draw_series(LineSeries::new([(x, v[0]), (x, v[v.len() - 1])], BLACK))?;
+                    chart.draw_series(v.iter().map(|&s| Circle::new((x, s), 3, RED.filled())))?;
+                }
+            } else {
+                let xs: Vec<f64> = ok
+                    .iter()
+                    .filter_map(|r| numeric(dist, &r.params[i].1))
+                    .collect();
+                let (x_lo, x_hi) = xs
+                    .iter()
+                    .fold((f64::MAX, f64::MIN), |(l, h), &x| (l.min(x), h.max(x)));
+                let pad = ((x_hi - x_lo) * 0.05).max(1e-6);
+                let mut chart = ChartBuilder::on(panel)
+                    .caption(axis_name(name, dist), ("sans-serif", 16))
+                    .margin(12)
+                    .x_label_area_size(35)
+                    .y_label_area_size(45)
+                    .build_cartesian_2d(x_lo - pad..x_hi + pad, s_lo..s_hi)?;
+                chart
+                    .configure_mesh()
+                    .y_desc("accuracy (%)")
+                    .label_style(("sans-serif", 12))
+                    .draw()?;
+                chart.draw_series(
+                    xs.iter()
+                        .zip(&scores)
+                        .map(|(&x, &s)| Circle::new((x, s), 4, RED.filled())),
+                )?;
+            }
+        }
+        Ok(())
+    })
+}
+
+fn correlation_png(series: &[(String, Vec<f64>)]) -> Result<Vec<u8>> {
+    let n = series.len();
+    render(
+        ((160 + 110 * n as u32).max(640), 80 + 110 * n as u32),
+        |root| {
+            root.draw(&Text::new(
+                "Correlation (Pearson) between numeric options and the score".to_string(),
+                (10, 10),
+                ("sans-serif", 18),
+            ))?;
+            for (r, (rn, rv)) in series.iter().enumerate() {
+                root.draw(&Text::new(
+                    rn.clone(),
+                    (10, 95 + 110 * r as i32),
+                    ("sans-serif", 14),
+                ))?;
+                for (c, (cn, cv)) in series.iter().enumerate() {
+                    let rho = pearson(rv, cv);
+                    let (x, y) = (150 + 110 * c as i32, 50 + 110 * r as i32);
+                    let t = ((rho + 1.0) / 2.0) as f32;
+                    let [red, green, blue] = model::cam::heat_color(t);
+                    root.draw(&Rectangle::new(
+                        [(x, y), (x + 105, y + 105)],
+                        RGBColor(red, green, blue).filled(),
+                    ))?;
+                    root.draw(&Text::new(
+                        format!("{rho:+.2}"),
+                        (x + 30, y + 45),
+                        ("sans-serif", 18),
+                    ))?;
+                    if r == 0 {
+                        root.draw(&Text::new(cn.clone(), (x + 5, 35), ("sans-serif", 13)))?;
+                    }
+                }
+            }
+            Ok(())
+        },
+    )
+}
+
+/// Writes `accuracy-histogram.png`, `params.png`, `correlation.png` and `search-report.html`
+/// into the search folder; returns the best trial and the page's path.
+pub fn report(args: &SearchReportArgs) -> Result<(TrialResult, PathBuf)> {
+    let dir = &args.search;
+    let spec = SearchSpec::parse(&std::fs::read_to_string(dir.join("search.toml"))?)?;
+    let results = read_csv(&dir.join("search.csv"), &spec)?;
+    let ok: Vec<&TrialResult> = results.iter().filter(|r| r.score.is_some()).collect();
+    ensure!(!ok.is_empty(), "{}: no trial succeeded yet", dir.display());
+    let best = (*ok
+        .iter()
+        .max_by(|a, b| a.score.unwrap_or(0.0).total_cmp(&b.score.unwrap_or(0.0)))
+        .expect("non-empty"))
+    .clone();
+    let scores: Vec<f64> = ok.iter().filter_map(|r| r.score).collect();
+    let series = numeric_series(&spec, &ok);
+    let files = [
+        ("accuracy-histogram.png", histogram_png(&scores)?),
+        ("params.png", params_png(&spec, &ok)?),
+        ("correlation.png", correlation_png(&series)?),
+    ];
+    for (name, png) in &files {
+        write_atomic(&dir.join(name), png)?;
+    }
+    let best_toml: String = best
+        .params
+        .iter()
+        .map(|(k, v)| format!("{k} = {v}\n"))
+        .collect();
+    let mut body = format!(
+        "<h1>Search {}</h1>\n<p>{} trials, {} succeeded. Best: trial {} with score {:.2} % (test {:.2} %):</p>\n<pre>{}</pre>\n",
+        escape(&dir.file_name().unwrap_or_default().to_string_lossy()),
+        results.len(),
+        ok.len(),
+        best.trial,
+        100.0 * best.score.unwrap_or(0.0),
+        100.0 * best.test_accuracy.unwrap_or(0.0),
+        escape(&best_toml)
+    );
+    for (name, _) in &files {
+        body.push_str(&picture(&dir.join(name), name.trim_end_matches(".png"))?);
+    }
+    body.push_str(&csv_table(&dir.join("search.csv"))?);
+    let page = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>search report</title>\
+         <style>body{{font:15px/1.45 system-ui,sans-serif;max-width:1200px;margin:1rem auto;padding:0 1rem}}img{{max-width:100%}}\
+         table{{border-collapse:collapse;font-size:.85rem}}td,th{{border:1px solid #ddd;padding:.15rem .5rem}}</style></head>\n<body>\n{body}</body></html>\n"
+    );
+    let path = dir.join("search-report.html");
+    write_atomic(&path, page.as_bytes())?;
+    Ok((best, path))
+}

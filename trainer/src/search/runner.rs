@@ -1,0 +1,247 @@
+//! Runs the trials of a search, records each in `search.csv` as it ends, survives failing
+//! trials and resumes where an interrupted search stopped.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, ensure};
+use clap::Args;
+
+use super::sampler::{Params, Sampler};
+use super::space::{SearchSpec, arg_value};
+use crate::cli::{Cli, Command};
+use crate::train;
+
+/// Options of `trainer search`.
+#[derive(Args, Debug)]
+pub struct SearchArgs {
+    /// The search file (TOML: method, trials, epochs, [fixed], [space]).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Name of the search folder under --runs-dir [default: the file's name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Where the search folder goes.
+    #[arg(long, default_value = "runs")]
+    pub runs_dir: PathBuf,
+    /// Continue an interrupted search: finished trials are kept, the rest run.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+/// One line of `search.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrialResult {
+    /// Trial number, from 0.
+    pub trial: usize,
+    /// `ok`, or `failed: <why>`.
+    pub status: String,
+    /// Best validation accuracy (or test accuracy without a validation split).
+    pub score: Option<f64>,
+    /// Test accuracy of the best checkpoint.
+    pub test_accuracy: Option<f64>,
+    /// Wall time of the trial.
+    pub seconds: f64,
+    /// The searched options.
+    pub params: Params,
+}
+
+const FIXED_COLUMNS: [&str; 5] = ["trial", "status", "score", "test_accuracy", "seconds"];
+
+/// Runs (or resumes) the search; returns every trial's result.
+pub fn run(args: &SearchArgs) -> Result<Vec<TrialResult>> {
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("cannot read {}", args.config.display()))?;
+    let spec = SearchSpec::parse(&text).with_context(|| format!("{}", args.config.display()))?;
+    let name = args.name.clone().unwrap_or_else(|| {
+        args.config
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "search".into())
+    });
+    let dir = args.runs_dir.join(&name);
+    let csv = dir.join("search.csv");
+    let mut done: BTreeMap<usize, TrialResult> = BTreeMap::new();
+    if args.resume {
+        ensure!(
+            csv.exists(),
+            "nothing to resume: {} does not exist",
+            csv.display()
+        );
+        let recorded = std::fs::read_to_string(dir.join("search.toml"))?;
+        ensure!(
+            SearchSpec::parse(&recorded)? == spec,
+            "{} differs from the search being resumed ({})",
+            args.config.display(),
+            dir.join("search.toml").display()
+        );
+        for result in read_csv(&csv, &spec)? {
+            done.insert(result.trial, result);
+        }
+    } else {
+        ensure!(
+            !dir.exists(),
+            "{} exists: choose another --name, or --resume it",
+            dir.display()
+        );
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("search.toml"), &text)?;
+        let mut header: Vec<String> = FIXED_COLUMNS.iter().map(|c| c.to_string()).collect();
+        header.extend(spec.space.keys().cloned());
+        std::fs::write(&csv, header.join(",") + "\n")?;
+    }
+
+    let mut sampler = Sampler::new(&spec)?;
+    let mut results = Vec::new();
+    for k in 0..sampler.trials(&spec) {
+        let proposed = sampler.ask(k)?;
+        if let Some(result) = done.remove(&k) {
+            sampler.tell(&result.params, result.score)?;
+            results.push(result);
+            continue;
+        }
+        let result = run_trial(&spec, &dir, k, proposed);
+        sampler.tell(&result.params, result.score)?;
+        append(&csv, &result)?;
+        eprintln!(
+            "trial {k}: {} score {}",
+            result.status,
+            result
+                .score
+                .map(|s| format!("{:.2}%", 100.0 * s))
+                .unwrap_or("-".into())
+        );
+        results.push(result);
+    }
+    Ok(results)
+}
+
+/// Trains one trial in `dir/trial-NNN`; a failure becomes a result, never an error.
+fn run_trial(spec: &SearchSpec, dir: &Path, k: usize, params: Params) -> TrialResult {
+    let start = Instant::now();
+    let trial_name = format!("trial-{k:03}");
+    // A trial interrupted last time starts again from scratch.
+    let _ = std::fs::remove_dir_all(dir.join(&trial_name));
+    let mut argv: Vec<String> = vec!["trainer".into(), "train".into()];
+    for (key, value) in spec.fixed.iter().chain(params.iter().map(|(k, v)| (k, v))) {
+        argv.push(format!("--{key}"));
+        argv.push(arg_value(value));
+    }
+    argv.extend([
+        "--epochs".into(),
+        spec.epochs.to_string(),
+        "--seed".into(),
+        (spec.seed + k as u64).to_string(),
+        "--runs-dir".into(),
+        dir.display().to_string(),
+        "--name".into(),
+        trial_name,
+    ]);
+    let outcome = Cli::parse_expanded(argv).and_then(|cli| match cli.command {
+        Some(Command::Train(args)) => train::run(&args),
+        _ => anyhow::bail!("not a training command"),
+    });
+    let seconds = start.elapsed().as_secs_f64();
+    match outcome {
+        Ok(outcome) => {
+            let test = outcome.test.accuracy();
+            let best_val = outcome
+                .epochs
+                .iter()
+                .filter_map(|m| m.val.map(|(_, acc)| acc))
+                .fold(None, |b: Option<f64>, a| Some(b.map_or(a, |b| b.max(a))));
+            TrialResult {
+                trial: k,
+                status: "ok".into(),
+                score: Some(best_val.unwrap_or(test)),
+                test_accuracy: Some(test),
+                seconds,
+                params,
+            }
+        }
+        Err(e) => TrialResult {
+            trial: k,
+            status: format!("failed: {}", format!("{e:#}").replace([',', '\n'], ";")),
+            score: None,
+            test_accuracy: None,
+            seconds,
+            params,
+        },
+    }
+}
+
+fn append(csv: &Path, r: &TrialResult) -> Result<()> {
+    let opt = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
+    let mut line = format!(
+        "{},{},{},{},{:.1}",
+        r.trial,
+        r.status,
+        opt(r.score),
+        opt(r.test_accuracy),
+        r.seconds
+    );
+    for (_, value) in &r.params {
+        line.push(',');
+        line.push_str(&arg_value(value));
+    }
+    let mut file = std::fs::OpenOptions::new().append(true).open(csv)?;
+    writeln!(file, "{line}")?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Reads `search.csv` back (the searched options typed by the space).
+pub fn read_csv(csv: &Path, spec: &SearchSpec) -> Result<Vec<TrialResult>> {
+    let text =
+        std::fs::read_to_string(csv).with_context(|| format!("cannot read {}", csv.display()))?;
+    let names: Vec<&String> = spec.space.keys().collect();
+    let mut out = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .skip(1)
+        .filter(|(_, l)| !l.is_empty())
+    {
+        let cells: Vec<&str> = line.split(',').collect();
+        ensure!(
+            cells.len() == FIXED_COLUMNS.len() + names.len(),
+            "{} line {}: {} cells, expected {}",
+            csv.display(),
+            n + 1,
+            cells.len(),
+            FIXED_COLUMNS.len() + names.len()
+        );
+        let number = |s: &str| s.parse::<f64>().ok();
+        let params = names
+            .iter()
+            .zip(&cells[FIXED_COLUMNS.len()..])
+            .map(|(name, cell)| ((*name).clone(), typed(cell)))
+            .collect();
+        out.push(TrialResult {
+            trial: cells[0]
+                .parse()
+                .with_context(|| format!("{} line {}", csv.display(), n + 1))?,
+            status: cells[1].to_string(),
+            score: number(cells[2]),
+            test_accuracy: number(cells[3]),
+            seconds: number(cells[4]).unwrap_or(0.0),
+            params,
+        });
+    }
+    Ok(out)
+}
+
+/// A CSV cell as the TOML value it was written from.
+fn typed(cell: &str) -> toml::Value {
+    if let Ok(i) = cell.parse::<i64>() {
+        toml::Value::Integer(i)
+    } else if let Ok(f) = cell.parse::<f64>() {
+        toml::Value::Float(f)
+    } else if let Ok(b) = cell.parse::<bool>() {
+        toml::Value::Boolean(b)
+    } else {
+        toml::Value::String(cell.to_string())
+    }
+}

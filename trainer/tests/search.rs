@@ -1,0 +1,190 @@
+//! Hyperparameter search: the samplers on a cheap synthetic objective, and real searches on
+//! the committed sample (records, failures, resume).
+
+mod common;
+
+use common::{sample, temp};
+use trainer::search::{self, Method, Params, Sampler, SearchArgs, SearchSpec};
+
+const SPACE: &str = r#"
+epochs = 1
+[space]
+lr = { log-uniform = [1e-5, 1.0] }
+dropout = { uniform = [0.0, 0.8] }
+optimizer = { choices = ["sgd", "adam", "rmsprop", "adamw"] }
+hidden = { int = [16, 2048] }
+"#;
+
+/// A stand-in for validation accuracy, best (1.0) at lr 3e-3, dropout 0.2, adam, 600 units.
+fn objective(params: &Params) -> f64 {
+    let get = |name: &str| &params.iter().find(|(n, _)| n == name).unwrap().1;
+    let lr = get("lr").as_float().unwrap();
+    let dropout = get("dropout").as_float().unwrap();
+    let hidden = get("hidden").as_integer().unwrap() as f64;
+    let optimizer_penalty = if get("optimizer").as_str() == Some("adam") {
+        0.0
+    } else {
+        0.15
+    };
+    1.0 - ((lr.ln() - 3e-3f64.ln()) / 4.0).powi(2)
+        - (dropout - 0.2).powi(2)
+        - ((hidden - 600.0) / 2000.0).powi(2)
+        - optimizer_penalty
+}
+
+fn best_of(method: &str, seed: u64, trials: usize) -> f64 {
+    let spec = SearchSpec::parse(&format!(
+        "method = \"{method}\"\nseed = {seed}\ntrials = {trials}\n{SPACE}"
+    ))
+    .unwrap();
+    let mut sampler = Sampler::new(&spec).unwrap();
+    let mut best = f64::MIN;
+    for k in 0..sampler.trials(&spec) {
+        let params = sampler.ask(k).unwrap();
+        let score = objective(&params);
+        sampler.tell(&params, Some(score)).unwrap();
+        best = best.max(score);
+    }
+    best
+}
+
+#[test]
+fn bayesian_search_beats_random_search_on_a_synthetic_objective() {
+    let seeds = 0..8u64;
+    let bayes: Vec<f64> = seeds.clone().map(|s| best_of("bayesian", s, 60)).collect();
+    let random: Vec<f64> = seeds.map(|s| best_of("random", s, 60)).collect();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let wins = bayes.iter().zip(&random).filter(|(b, r)| b > r).count();
+    assert!(
+        mean(&bayes) > mean(&random) && wins >= 6,
+        "bayesian {bayes:?} vs random {random:?}"
+    );
+}
+
+#[test]
+fn the_grid_covers_every_combination_and_bad_files_are_refused() {
+    let spec = SearchSpec::parse(
+        "method = \"grid\"\nepochs = 1\n[space]\nlr = { log-uniform = [1e-4, 1e-2] }\nflip = { choices = [true, false] }\n",
+    )
+    .unwrap();
+    assert_eq!(spec.method, Method::Grid);
+    let mut sampler = Sampler::new(&spec).unwrap();
+    assert_eq!(sampler.trials(&spec), 6);
+    let all: Vec<Params> = (0..6).map(|k| sampler.ask(k).unwrap()).collect();
+    let lrs: Vec<f64> = all.iter().map(|p| p[1].1.as_float().unwrap()).collect();
+    // Keys in name order (flip, lr), the last one varying fastest; lr at 3 log-spaced points.
+    assert_eq!(all[0][0].1, toml::Value::Boolean(true));
+    for (lr, expected) in lrs.iter().zip([1e-4, 1e-3, 1e-2]) {
+        assert!((lr / expected - 1.0).abs() < 1e-9, "{lrs:?}");
+    }
+    for k in 0..6 {
+        for j in 0..k {
+            assert_ne!(all[k], all[j], "trials {j} and {k} repeat");
+        }
+    }
+    for bad in [
+        "method = \"grid\"\nepochs = 1\n[space]\n",
+        "method = \"grid\"\nepochs = 1\n[space]\nlr = { log-uniform = [0.0, 1.0] }\n",
+        "method = \"grid\"\nepochs = 1\n[space]\nlr = { normal = [0.0, 1.0] }\n",
+        "method = \"genetic\"\nepochs = 1\n[space]\nlr = { uniform = [0.0, 1.0] }\n",
+        "method = \"grid\"\nepochs = 1\n[fixed]\nlr = 0.1\n[space]\nlr = { uniform = [0.0, 1.0] }\n",
+    ] {
+        assert!(SearchSpec::parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn a_search_records_each_trial_survives_a_failure_and_resumes() {
+    let dir = temp("search");
+    let file = dir.join("tiny.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "method = \"grid\"\nepochs = 1\n[fixed]\nmodel = \"tiny-cnn\"\nbackend = \"flex\"\ndata-dir = \"{}\"\n\
+             [space]\nactivation = {{ choices = [\"relu\", \"no-such-activation\"] }}\nlr = {{ choices = [0.003] }}\n",
+            sample().display()
+        ),
+    )
+    .unwrap();
+    let args = |resume| SearchArgs {
+        config: file.clone(),
+        name: None,
+        runs_dir: dir.join("runs"),
+        resume,
+    };
+    let results = search::run(&args(false)).unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0].status, "ok");
+    assert!(results[0].score.unwrap() > 0.0 && results[0].test_accuracy.is_some());
+    assert!(
+        results[1].status.starts_with("failed") && results[1].status.contains("no-such-activation")
+    );
+    let search_dir = dir.join("runs/tiny");
+    assert!(
+        search_dir.join("trial-000/best.safetensors").exists(),
+        "a normal run folder"
+    );
+    let csv = std::fs::read_to_string(search_dir.join("search.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(csv.starts_with("trial,status,score,test_accuracy,seconds,activation,lr"));
+
+    // Interrupted after the first trial: the resumed search keeps it and runs the second.
+    let first_line: String = csv.lines().take(2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(search_dir.join("search.csv"), &first_line).unwrap();
+    let kept = search_dir.join("trial-000/best.safetensors");
+    let written = std::fs::metadata(&kept).unwrap().modified().unwrap();
+    let resumed = search::run(&args(true)).unwrap();
+    assert_eq!(
+        std::fs::metadata(&kept).unwrap().modified().unwrap(),
+        written,
+        "not re-run"
+    );
+    assert!((resumed[0].score.unwrap() - results[0].score.unwrap()).abs() < 1e-6);
+    assert!((resumed[0].seconds - results[0].seconds).abs() < 0.06);
+    assert!(resumed[1].status.starts_with("failed"));
+    let csv = std::fs::read_to_string(search_dir.join("search.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(
+        search::run(&args(false))
+            .unwrap_err()
+            .to_string()
+            .contains("exists")
+    );
+}
+
+#[test]
+fn the_analysis_finds_the_best_trial_and_the_correlations() {
+    let dir = temp("search-report");
+    std::fs::write(
+        dir.join("search.toml"),
+        "method = \"random\"\nepochs = 1\n[space]\nlr = { log-uniform = [1e-4, 1e-1] }\nflip = { choices = [true, false] }\n",
+    )
+    .unwrap();
+    // The score rises with log10(lr) exactly: correlation +1. Trial 3 failed.
+    let mut csv = String::from("trial,status,score,test_accuracy,seconds,flip,lr\n");
+    for (k, lr) in [1e-4f64, 1e-3, 1e-2, 5e-2, 1e-1].into_iter().enumerate() {
+        let score = 0.5 + 0.1 * lr.log10();
+        if k == 3 {
+            csv.push_str(&format!("{k},failed: diverged,,,1.0,true,{lr}\n"));
+        } else {
+            csv.push_str(&format!("{k},ok,{score},{score},1.0,{},{lr}\n", k % 2 == 0));
+        }
+    }
+    std::fs::write(dir.join("search.csv"), csv).unwrap();
+    let spec =
+        SearchSpec::parse(&std::fs::read_to_string(dir.join("search.toml")).unwrap()).unwrap();
+    let results = search::read_csv(&dir.join("search.csv"), &spec).unwrap();
+    assert_eq!(results.len(), 5);
+    assert_eq!(results[3].score, None);
+    let ok: Vec<_> = results.iter().filter(|r| r.score.is_some()).collect();
+    let series = search::numeric_series(&spec, &ok);
+    assert_eq!(series[0].0, "log10(lr)");
+    assert!((search::pearson(&series[0].1, &series[1].1) - 1.0).abs() < 1e-9);
+    assert!((search::pearson(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
+    let (best, _) = search::report(&search::SearchReportArgs {
+        search: dir.clone(),
+    })
+    .unwrap();
+    assert_eq!(best.trial, 4, "lr 0.1 scores highest");
+    assert!(image::open(dir.join("params.png")).is_ok());
+}
