@@ -82,6 +82,11 @@ fn the_grid_covers_every_combination_and_bad_files_are_refused() {
             assert_ne!(all[k], all[j], "trials {j} and {k} repeat");
         }
     }
+    for file in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/searches")).unwrap() {
+        let path = file.unwrap().path();
+        SearchSpec::parse(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
     for bad in [
         "method = \"grid\"\nepochs = 1\n[space]\n",
         "method = \"grid\"\nepochs = 1\n[space]\nlr = { log-uniform = [0.0, 1.0] }\n",
