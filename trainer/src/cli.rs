@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{self, Backend};
 use crate::cmd::{
-    eval::EvalArgs, gradcam::GradcamArgs, landscape::LandscapeArgs, predict::PredictArgs,
-    report::ReportArgs, ship::ShipArgs, viz::VizArgs,
+    eval::EvalArgs, gradcam::GradcamArgs, landscape::LandscapeArgs, lr_band::LrBandArgs,
+    predict::PredictArgs, report::ReportArgs, ship::ShipArgs, viz::VizArgs,
 };
 use crate::train::TrainArgs;
 
@@ -52,6 +52,9 @@ pub enum Command {
     /// The loss surface around a checkpoint's weights along two random filter-normalised
     /// directions (CSV, contour and 3-D PNG).
     Landscape(LandscapeArgs),
+    /// Seed 002's figure: per-step training-loss band over several learning rates, with and
+    /// without BatchNorm.
+    LrBand(LrBandArgs),
     /// One self-contained HTML page of a run: summary, curves, metrics, evaluation and
     /// visualisations.
     Report(ReportArgs),

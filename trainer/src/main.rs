@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use trainer::cli::{Cli, Command};
-use trainer::cmd::{eval, gradcam, landscape, models, predict, report, ship, viz};
+use trainer::cmd::{eval, gradcam, landscape, lr_band, models, predict, report, ship, viz};
 use trainer::train;
 
 fn main() -> Result<()> {
@@ -71,6 +71,13 @@ fn main() -> Result<()> {
                 100.0 * best.score.unwrap_or(0.0),
                 best.params,
                 page.display()
+            );
+        }
+        Command::LrBand(args) => {
+            lr_band::run(&args)?;
+            println!(
+                "wrote lr-band.csv and lr-band.png to {}",
+                args.out.display()
             );
         }
         Command::Models => print!("{}", models::table()?),

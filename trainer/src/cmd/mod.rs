@@ -3,6 +3,7 @@
 pub mod eval;
 pub mod gradcam;
 pub mod landscape;
+pub mod lr_band;
 pub mod models;
 pub mod predict;
 pub mod report;

@@ -52,7 +52,7 @@ pub struct TrainOutcome {
 
 /// Initialises the network on the CPU with `seed`, so that every backend starts from the
 /// same weights, then moves it to `device`.
-fn init_model(config: &ModelConfig, device: &Device, seed: u64) -> Result<Model> {
+pub(crate) fn init_model(config: &ModelConfig, device: &Device, seed: u64) -> Result<Model> {
     let cpu = Device::flex();
     cpu.seed(seed);
     let record = config.init(&cpu)?.into_record();
