@@ -193,3 +193,29 @@ fn the_analysis_finds_the_best_trial_and_the_correlations() {
     assert_eq!(best.trial, 4, "lr 0.1 scores highest");
     assert!(image::open(dir.join("params.png")).is_ok());
 }
+
+#[test]
+fn hopeless_trials_are_cut_after_their_first_epoch() {
+    let dir = temp("search-cut");
+    let file = dir.join("cut.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "method = \"grid\"\nepochs = 3\ncut-below = 0.99\n[fixed]\nmodel = \"tiny-cnn\"\nbackend = \"flex\"\n\
+             data-dir = \"{}\"\n[space]\nlr = {{ choices = [0.003] }}\n",
+            sample().display()
+        ),
+    )
+    .unwrap();
+    let results = search::run(&SearchArgs {
+        config: file,
+        name: None,
+        runs_dir: dir.clone(),
+        resume: false,
+    })
+    .unwrap();
+    assert_eq!(results[0].status, "cut");
+    assert!(results[0].score.is_some(), "a cut trial keeps its score");
+    let metrics = std::fs::read_to_string(dir.join("cut/trial-000/metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 2, "one epoch of three: {metrics}");
+}

@@ -36,7 +36,7 @@ pub struct SearchArgs {
 pub struct TrialResult {
     /// Trial number, from 0.
     pub trial: usize,
-    /// `ok`, or `failed: <why>`.
+    /// `ok`, `cut` (stopped by `cut-below`), or `failed: <why>`.
     pub status: String,
     /// Best validation accuracy (or test accuracy without a validation split).
     pub score: Option<f64>,
@@ -139,6 +139,9 @@ fn run_trial(spec: &SearchSpec, dir: &Path, k: usize, params: Params) -> TrialRe
         "--name".into(),
         trial_name,
     ]);
+    if let Some(cut) = spec.cut_below {
+        argv.extend(["--cut-below".into(), cut.to_string()]);
+    }
     let outcome = Cli::parse_expanded(argv).and_then(|cli| match cli.command {
         Some(Command::Train(args)) => train::run(&args),
         _ => anyhow::bail!("not a training command"),
@@ -152,9 +155,13 @@ fn run_trial(spec: &SearchSpec, dir: &Path, k: usize, params: Params) -> TrialRe
                 .iter()
                 .filter_map(|m| m.val.map(|(_, acc)| acc))
                 .fold(None, |b: Option<f64>, a| Some(b.map_or(a, |b| b.max(a))));
+            let cut = outcome
+                .stopped_early
+                .as_deref()
+                .is_some_and(|why| why.starts_with("cut"));
             TrialResult {
                 trial: k,
-                status: "ok".into(),
+                status: if cut { "cut" } else { "ok" }.into(),
                 score: Some(best_val.unwrap_or(test)),
                 test_accuracy: Some(test),
                 seconds,

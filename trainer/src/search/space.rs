@@ -5,6 +5,7 @@
 //! trials = 20                # random and bayesian (grid runs its whole grid)
 //! epochs = 3                 # budget of every trial
 //! seed = 0
+//! cut-below = 0.3            # optional: stop trials under 30 % after their first epoch
 //! [fixed]                    # any `trainer train` option, the same for every trial
 //! model = "basic-cnn"
 //! [space]
@@ -62,6 +63,10 @@ pub struct SearchSpec {
     /// Points of a continuous range in a grid.
     #[serde(default = "default_grid_points", rename = "grid-points")]
     pub grid_points: usize,
+    /// Trials whose validation accuracy after their first epoch is below this (0–1) stop
+    /// there and are recorded as `cut`.
+    #[serde(default, rename = "cut-below")]
+    pub cut_below: Option<f64>,
     /// Options every trial gets.
     #[serde(default)]
     pub fixed: toml::Table,

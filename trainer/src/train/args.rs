@@ -141,6 +141,13 @@ pub struct TrainArgs {
     /// Smallest validation-accuracy gain (0–1) that counts as an improvement.
     #[arg(long, default_value_t = 0.0)]
     pub min_delta: f64,
+    /// Stop after epoch --cut-after when validation accuracy (0–1) is below this: drops
+    /// hopeless runs early (hyperparameter searches).
+    #[arg(long)]
+    pub cut_below: Option<f64>,
+    /// The epoch --cut-below looks at.
+    #[arg(long, default_value_t = 1)]
+    pub cut_after: usize,
 
     /// Fraction of the training images held out for validation (0 disables validation;
     /// the best checkpoint is then chosen by training accuracy).

@@ -87,6 +87,10 @@ fn check(args: &TrainArgs) -> Result<()> {
         args.classifier_lr.is_none() || args.classifier_optimizer.is_some(),
         "--classifier-lr needs --classifier-optimizer"
     );
+    ensure!(
+        args.cut_below.is_none_or(|c| (0.0..=1.0).contains(&c)),
+        "--cut-below is an accuracy in 0–1"
+    );
     Ok(())
 }
 
@@ -312,6 +316,19 @@ pub fn run(args: &TrainArgs) -> Result<TrainOutcome> {
                 args.min_delta,
                 100.0 * state.best_score.unwrap_or(0.0),
                 state.best_epoch
+            );
+            println!("{why}");
+            stopped_early = Some(why);
+            state.stopped_early = stopped_early.clone();
+        }
+        if let Some(floor) = args
+            .cut_below
+            .filter(|&f| epoch == args.cut_after && score < f)
+        {
+            let why = format!(
+                "cut after epoch {epoch}: accuracy {:.2}% is below --cut-below {:.2}%",
+                100.0 * score,
+                100.0 * floor
             );
             println!("{why}");
             stopped_early = Some(why);
