@@ -119,6 +119,17 @@ impl Cli {
     }
 }
 
+/// Where a command writes its files: `out` when given, else `folder` beside the checkpoint.
+pub fn output_dir(out: Option<&Path>, checkpoint: &Path, folder: &str) -> PathBuf {
+    match out {
+        Some(out) => out.to_path_buf(),
+        None => checkpoint_path(checkpoint)
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(folder),
+    }
+}
+
 /// A checkpoint file, or a run folder (its `best.safetensors`).
 pub fn checkpoint_path(path: &Path) -> PathBuf {
     if path.is_dir() {

@@ -10,7 +10,7 @@ use model::CLASSES;
 use serde_json::json;
 
 use crate::backend::Backend;
-use crate::cli::{checkpoint_path, load_checkpoint};
+use crate::cli::{load_checkpoint, output_dir};
 use crate::data::{CifarSet, locate};
 use crate::eval::{Evaluation, evaluate};
 use crate::metrics::{ClassReport, ClassScores, class_report, most_confused};
@@ -54,13 +54,7 @@ pub fn run(args: &EvalArgs) -> Result<(Evaluation, String)> {
         &device,
         args.batch_size.max(1),
     )?;
-    let out = match &args.out {
-        Some(out) => out.clone(),
-        None => checkpoint_path(&args.checkpoint)
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("eval"),
-    };
+    let out = output_dir(args.out.as_deref(), &args.checkpoint, "eval");
     let name = &checkpoint.model.config().name;
     write_files(&out, name, &result, &test)?;
     let mut report = format!(

@@ -2,14 +2,14 @@
 //! filter-normalised directions, as `landscape.csv`, `landscape-contour.png` and
 //! `landscape-surface.png`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Result;
 use clap::Args;
 
 use crate::backend::Backend;
-use crate::cli::{checkpoint_path, load_checkpoint};
+use crate::cli::{load_checkpoint, output_dir};
 use crate::data::{CifarSet, locate};
 use crate::train::run_dir::write_atomic;
 use crate::viz::{Landscape, contour_png, landscape, surface_png};
@@ -58,13 +58,7 @@ pub fn run(args: &LandscapeArgs) -> Result<(Landscape, PathBuf)> {
         args.seed,
         &device,
     )?;
-    let out = match &args.out {
-        Some(out) => out.clone(),
-        None => checkpoint_path(&args.checkpoint)
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("viz"),
-    };
+    let out = output_dir(args.out.as_deref(), &args.checkpoint, "viz");
     std::fs::create_dir_all(&out)?;
     let mut csv = String::from("alpha,beta,loss\n");
     let n = land.coords.len();

@@ -2,14 +2,14 @@
 //! folder: `filters-<layer>.png`, `distributions.png`, `feature-maps.png`, `saliency.png` and
 //! `gradcam.png`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use model::preprocess::{decode_image, to_cifar_pixels};
 
 use crate::backend::Backend;
-use crate::cli::{checkpoint_path, load_checkpoint};
+use crate::cli::{load_checkpoint, output_dir};
 use crate::data::{CifarSet, locate};
 use crate::train::run_dir::write_atomic;
 use crate::viz;
@@ -40,13 +40,7 @@ pub struct VizArgs {
 /// Writes every picture; returns the files written.
 pub fn run(args: &VizArgs) -> Result<Vec<PathBuf>> {
     let (checkpoint, device) = load_checkpoint(&args.checkpoint, args.backend)?;
-    let out = match &args.out {
-        Some(out) => out.clone(),
-        None => checkpoint_path(&args.checkpoint)
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("viz"),
-    };
+    let out = output_dir(args.out.as_deref(), &args.checkpoint, "viz");
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let test = CifarSet::test(&locate::find(args.data_dir.as_deref())?)?;
     let model = &checkpoint.model;
@@ -61,6 +55,14 @@ pub fn run(args: &VizArgs) -> Result<Vec<PathBuf>> {
 
     let params = viz::params(model)?;
     save("distributions.png".into(), viz::distributions(&params)?)?;
+    let images: Vec<(&[u8], usize)> = (0..args.count.min(test.len()))
+        .map(|i| (test.image(i), test.labels[i] as usize))
+        .collect();
+    save(
+        "saliency.png".into(),
+        viz::saliency_grid(model, normalization, &images, &device)?,
+    )?;
+    // The rest needs convolutions (an MLP has none).
     if model.cam_layer().is_some() {
         for (layer, png) in viz::filters(&params)? {
             save(format!("filters-{layer}.png"), png)?;
@@ -79,24 +81,9 @@ pub fn run(args: &VizArgs) -> Result<Vec<PathBuf>> {
             "feature-maps.png".into(),
             viz::feature_maps(model, normalization, &pixels, &device)?,
         )?;
-        let images: Vec<(&[u8], usize)> = (0..args.count.min(test.len()))
-            .map(|i| (test.image(i), test.labels[i] as usize))
-            .collect();
         save(
             "gradcam.png".into(),
             viz::gradcam_grid(model, normalization, &images, &device)?,
-        )?;
-        save(
-            "saliency.png".into(),
-            viz::saliency_grid(model, normalization, &images, &device)?,
-        )?;
-    } else {
-        let images: Vec<(&[u8], usize)> = (0..args.count.min(test.len()))
-            .map(|i| (test.image(i), test.labels[i] as usize))
-            .collect();
-        save(
-            "saliency.png".into(),
-            viz::saliency_grid(model, normalization, &images, &device)?,
         )?;
     }
     Ok(written)

@@ -18,6 +18,15 @@ fn read(tensor: Tensor<4>) -> Result<Vec<f32>> {
     Ok(tensor.into_data().convert::<f32>().try_to_vec::<f32>()?)
 }
 
+/// A captioned grid of owned tiles.
+fn grid(tiles: &[(Vec<u8>, String)], title: &str) -> Result<Vec<u8>> {
+    let refs: Vec<(&[u8], String)> = tiles
+        .iter()
+        .map(|(t, c)| (t.as_slice(), c.clone()))
+        .collect();
+    image_grid(&refs, title)
+}
+
 /// RGB picture of channel-major CIFAR pixels.
 fn picture(pixels: &[u8]) -> RgbImage {
     let side = IMAGE_SIZE as u32;
@@ -67,12 +76,8 @@ pub fn feature_maps(
             tiles.push((gray_tile(&to_bytes(map), h.min(w)), caption));
         }
     }
-    let refs: Vec<(&[u8], String)> = tiles
-        .iter()
-        .map(|(t, c)| (t.as_slice(), c.clone()))
-        .collect();
-    image_grid(
-        &refs,
+    grid(
+        &tiles,
         "Feature maps after each stage (first channels; white = high)",
     )
 }
@@ -126,12 +131,8 @@ pub fn saliency_grid(
         tiles.push((pixels.to_vec(), format!("{} (true)", CLASSES[label])));
         tiles.push((planes(&heat_image(&heat)), format!("→ {}", CLASSES[class])));
     }
-    let refs: Vec<(&[u8], String)> = tiles
-        .iter()
-        .map(|(t, c)| (t.as_slice(), c.clone()))
-        .collect();
-    image_grid(
-        &refs,
+    grid(
+        &tiles,
         "Saliency: |∂ score / ∂ pixel| of the predicted class (red = most sensitive)",
     )
 }
@@ -165,12 +166,8 @@ pub fn gradcam_grid(
             ),
         ));
     }
-    let refs: Vec<(&[u8], String)> = tiles
-        .iter()
-        .map(|(t, c)| (t.as_slice(), c.clone()))
-        .collect();
-    image_grid(
-        &refs,
+    grid(
+        &tiles,
         "Grad-CAM of the predicted class at the last convolutional stage (red = strongest evidence)",
     )
 }
