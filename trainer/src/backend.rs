@@ -38,6 +38,8 @@ pub struct Selected {
     pub name: String,
     /// Why `auto` chose it, when it did.
     pub reason: Option<String>,
+    /// The backend alone, as `--backend` names it (`flex`, `wgpu`).
+    pub backend: Backend,
 }
 
 impl Selected {
@@ -77,11 +79,13 @@ pub fn select(backend: Backend) -> Result<Selected> {
         device: Device::flex(),
         name: "Flex (CPU)".into(),
         reason,
+        backend: Backend::Flex,
     };
     let wgpu = |device, adapter: String, reason| Selected {
         device,
         name: format!("wgpu on {adapter}"),
         reason,
+        backend: Backend::Wgpu,
     };
     match backend {
         Backend::Flex => Ok(flex(None)),

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{self, Backend};
 use crate::cmd::{
-    eval::EvalArgs, gradcam::GradcamArgs, landscape::LandscapeArgs, lr_band::LrBandArgs,
-    predict::PredictArgs, report::ReportArgs, ship::ShipArgs, viz::VizArgs,
+    bench::BenchArgs, eval::EvalArgs, gradcam::GradcamArgs, landscape::LandscapeArgs,
+    lr_band::LrBandArgs, predict::PredictArgs, report::ReportArgs, ship::ShipArgs, viz::VizArgs,
 };
 use crate::train::TrainArgs;
 
@@ -65,6 +65,9 @@ pub enum Command {
     SearchReport(crate::search::SearchReportArgs),
     /// List every registered model with its parameter count.
     Models,
+    /// Throughput of the training step, inference and the data pipeline per model (a table
+    /// and a CSV; `bench/compare` puts it beside PyTorch's).
+    Bench(BenchArgs),
 }
 
 /// Which model to build, and the options the seeds made selectable.

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use trainer::cli::{Cli, Command};
-use trainer::cmd::{eval, gradcam, landscape, lr_band, models, predict, report, ship, viz};
+use trainer::cmd::{bench, eval, gradcam, landscape, lr_band, models, predict, report, ship, viz};
 use trainer::train;
 
 fn main() -> Result<()> {
@@ -81,6 +81,10 @@ fn main() -> Result<()> {
             );
         }
         Command::Models => print!("{}", models::table()?),
+        Command::Bench(args) => {
+            bench::run(&args)?;
+            println!("wrote {}", args.csv.display());
+        }
     }
     Ok(())
 }

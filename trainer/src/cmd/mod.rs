@@ -1,5 +1,6 @@
 //! The subcommands other than `train` (which lives in [`crate::train`]).
 
+pub mod bench;
 pub mod eval;
 pub mod gradcam;
 pub mod landscape;
