@@ -47,21 +47,25 @@ def main(argv: list[str]) -> int:
     backends = ", ".join(sorted({r["backend"] for r in trainer}))
     ref_backends = ", ".join(sorted({r["backend"] for r in pytorch}))
     print(f"trainer ({backends}) vs pytorch ({ref_backends}); ratio = trainer / pytorch img/s")
-    print("model       phase    params   trainer img/s   pytorch img/s   ratio")
+    print("model       phase    params   trainer img/s   pytorch img/s   ratio  trainer backend")
 
     mismatched = []
+    matched = set()
     for row in trainer:
-        ref = reference.pop((row["model"], row["phase"]), None)
+        ref = reference.get((row["model"], row["phase"]))
         if ref is None:
             theirs, ratio = DASH, DASH
         else:
             theirs = f"{float(ref['img_per_s']):.1f}"
             ratio = f"{float(row['img_per_s']) / float(ref['img_per_s']):.2f}×"
+            matched.add((row["model"], row["phase"]))
             if row["params"] != ref["params"]:
                 mismatched.append((row["model"], row["params"], ref["params"]))
         print(f"{row['model']:<12}{row['phase']:<5}{grouped(row['params']):>10}"
-              f"{float(row['img_per_s']):>16.1f}{theirs:>16}{ratio:>8}")
-    for ref in reference.values():  # measured by PyTorch only
+              f"{float(row['img_per_s']):>16.1f}{theirs:>16}{ratio:>8}  {row['backend']}")
+    for key, ref in reference.items():  # measured by PyTorch only
+        if key in matched:
+            continue
         print(f"{ref['model']:<12}{ref['phase']:<5}{grouped(ref['params']):>10}"
               f"{DASH:>16}{float(ref['img_per_s']):>16.1f}{DASH:>8}")
 

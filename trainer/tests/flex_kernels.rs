@@ -5,12 +5,11 @@
 //! The kernel switch is global to the process, so this file is its own test binary with one
 //! test.
 
-mod common;
-
+use std::path::Path;
 use std::sync::Arc;
 
 use burn::module::Module;
-use burn::optim::{GradientsParams, Optimizer, SgdConfig, momentum::MomentumConfig};
+use burn::optim::{GradientsParams, SgdConfig, momentum::MomentumConfig};
 use burn::tensor::{Device, Tensor};
 use model::{ModelConfig, ModelOptions, Normalization};
 use trainer::data::CifarSet;
@@ -70,7 +69,8 @@ fn train(name: &str, set: &Arc<CifarSet>, nchw: bool) -> (Vec<f32>, Vec<f32>) {
 
 #[test]
 fn nchw_kernels_train_like_the_generic_route() {
-    let set = Arc::new(CifarSet::train(&common::sample()).unwrap());
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/sample");
+    let set = Arc::new(CifarSet::train(&sample).unwrap());
     // resnet20: BN, strided 3×3 convolutions, no conv bias; basic-cnn: conv bias, no BN.
     for name in ["resnet20", "basic-cnn"] {
         let (fast, fast_logits) = train(name, &set, true);

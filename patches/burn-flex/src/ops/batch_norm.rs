@@ -1,6 +1,7 @@
 //! Batch normalization on NCHW data in two passes per direction: per-channel statistics read
-//! straight from the channel planes, then one fused `x · scale + shift` (forward) or
-//! `scale · (dy − mean(dy) − x̂ · mean(dy · x̂))` (backward) over every element.
+//! straight from the channel planes in one pass (sums accumulated in f64), then one fused
+//! `x · scale + shift` (forward) or `scale · (dy − mean(dy) − x̂ · mean(dy · x̂))` (backward)
+//! over every element.
 //!
 //! Burn's default implementations (`ModuleOps::batch_norm_train` and its backward) compute
 //! the same formulas from general tensor operations: each reduction first transposes the
@@ -16,7 +17,7 @@ use alloc::vec::Vec;
 use burn_backend::DType;
 use num_traits::Float;
 
-use super::conv2d_gemm::{Scalar, nchw_kernels_enabled, with_elements};
+use super::conv2d_gemm::{Scalar, nchw_kernels_enabled, uninit_vec, with_elements};
 use crate::FlexTensor;
 
 /// Sizes of the input seen as `[batch, channels, spatial]`.
@@ -94,16 +95,50 @@ fn planes<T>(data: &[T], d: Dims, c: usize) -> impl Iterator<Item = &[T]> {
     (0..d.batch).map(move |b| &data[(b * d.channels + c) * d.spatial..][..d.spatial])
 }
 
-/// Per-channel mean and biased variance (two passes, for accuracy).
+fn to_f64<T: Float>(v: T) -> f64 {
+    v.to_f64().unwrap_or(f64::NAN)
+}
+
+fn from_f64<T: Float>(v: f64) -> T {
+    T::from(v).unwrap_or_else(T::nan)
+}
+
+/// Lanes of the sums below: independent accumulators that the compiler keeps in vector
+/// registers.
+const LANES: usize = 8;
+
+/// `(Σ a, Σ a · b)` over two equally long slices, in f64.
+fn sums<T: Float>(a: &[T], b: &[T]) -> (f64, f64) {
+    let mut s = [0f64; LANES];
+    let mut p = [0f64; LANES];
+    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (a_rest, b_rest) = (a_chunks.remainder(), b_chunks.remainder());
+    for (ca, cb) in a_chunks.zip(b_chunks) {
+        for i in 0..LANES {
+            let (x, y) = (to_f64(ca[i]), to_f64(cb[i]));
+            s[i] += x;
+            p[i] += x * y;
+        }
+    }
+    for (x, y) in a_rest.iter().zip(b_rest) {
+        let (x, y) = (to_f64(*x), to_f64(*y));
+        s[0] += x;
+        p[0] += x * y;
+    }
+    (s.iter().sum(), p.iter().sum())
+}
+
+/// Per-channel mean and biased variance, from `Σx` and `Σx²` accumulated in f64 (exact enough
+/// unless the mean is many orders of magnitude above the spread).
 fn statistics<T: Scalar + Float>(x: &[T], d: Dims) -> (Vec<T>, Vec<T>) {
-    let n = T::from(d.samples().max(1)).expect("sample count fits");
+    let n = d.samples().max(1) as f64;
     per_channel(d.channels, |c| {
-        let mean = planes(x, d, c).flatten().fold(T::zero(), |s, &v| s + v) / n;
-        let var = planes(x, d, c)
-            .flatten()
-            .fold(T::zero(), |s, &v| s + (v - mean) * (v - mean))
-            / n;
-        (mean, var)
+        let (sum, sum_sq) = planes(x, d, c)
+            .map(|plane| sums(plane, plane))
+            .fold((0.0, 0.0), |(a, b), (s, q)| (a + s, b + q));
+        let mean = sum / n;
+        let var = (sum_sq / n - mean * mean).max(0.0);
+        (from_f64::<T>(mean), from_f64::<T>(var))
     })
     .into_iter()
     .unzip()
@@ -111,7 +146,8 @@ fn statistics<T: Scalar + Float>(x: &[T], d: Dims) -> (Vec<T>, Vec<T>) {
 
 /// `y = x · scale[c] + shift[c]`.
 fn affine<T: Scalar + Float>(x: &[T], scale: &[T], shift: &[T], d: Dims) -> Vec<T> {
-    let mut y = vec![T::zero(); x.len()];
+    // Every element is written below.
+    let mut y = uninit_vec(x.len());
     per_image(&mut y, d.image(), |b, y_b| {
         let x_b = &x[b * d.image()..][..d.image()];
         for (c, (y_c, x_c)) in y_b
@@ -170,18 +206,19 @@ fn backward_slices<T: Scalar + Float>(
     let eps = T::from(epsilon).expect("epsilon fits");
     let n = T::from(d.samples().max(1)).expect("sample count fits");
     let inv_std: Vec<T> = var.iter().map(|&v| (v + eps).sqrt().recip()).collect();
-    // Σ dy and Σ dy · x̂ per channel.
+    // Σ dy and Σ dy · x̂ = (Σ dy · x − mean · Σ dy) / std, per channel.
     let (beta_grad, gamma_grad): (Vec<T>, Vec<T>) = per_channel(d.channels, |c| {
-        planes(dy, d, c)
+        let (sum, sum_x) = planes(dy, d, c)
             .zip(planes(x, d, c))
-            .flat_map(|(g, x)| g.iter().zip(x))
-            .fold((T::zero(), T::zero()), |(s, sx), (&g, &x)| {
-                (s + g, sx + g * (x - mean[c]) * inv_std[c])
-            })
+            .map(|(g, x)| sums(g, x))
+            .fold((0.0, 0.0), |(a, b), (s, p)| (a + s, b + p));
+        let (mean, inv) = (to_f64(mean[c]), to_f64(inv_std[c]));
+        (from_f64::<T>(sum), from_f64::<T>((sum_x - mean * sum) * inv))
     })
     .into_iter()
     .unzip();
-    let mut dx = vec![T::zero(); x.len()];
+    // Every element is written below.
+    let mut dx = uninit_vec(x.len());
     per_image(&mut dx, d.image(), |b, dx_b| {
         let base = b * d.image();
         for (c, dx_c) in dx_b.chunks_mut(d.spatial).enumerate() {

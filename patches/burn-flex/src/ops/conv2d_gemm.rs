@@ -66,6 +66,19 @@ pub(crate) trait Scalar:
 impl Scalar for f32 {}
 impl Scalar for f64 {}
 
+/// A vector of `len` elements that the caller writes completely before reading any (the
+/// convention of `mask.rs`): for outputs that a GEMM without `read_dst` overwrites, where
+/// zeroing first would be a wasted pass over memory.
+pub(crate) fn uninit_vec<T: Copy>(len: usize) -> Vec<T> {
+    let mut v = Vec::with_capacity(len);
+    #[allow(clippy::uninit_vec)]
+    // SAFETY: every caller writes all `len` elements before reading them.
+    unsafe {
+        v.set_len(len);
+    }
+    v
+}
+
 /// Sizes of one convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Geometry {
@@ -182,9 +195,65 @@ fn for_each_patch_row(
     }
 }
 
+/// Whether every row of `col` is one contiguous shifted copy of an input plane: stride 1
+/// and as many output as input columns ("same" padding), the 3×3 convolutions of ResNets.
+fn is_shifted_plane(g: &Geometry) -> bool {
+    g.stride == [1, 1] && g.w_out == g.w
+}
+
+/// For `is_shifted_plane` geometries, visits every row of `col` for `group` as
+/// `f(col_row, plane_start, delta, valid_rows, valid_columns)`: output element `j` of the row
+/// reads input element `plane_start + j + delta` when its row and column are valid.
+fn for_each_shifted_plane(
+    g: &Geometry,
+    group: usize,
+    mut f: impl FnMut(usize, usize, isize, (usize, usize), (usize, usize)),
+) {
+    let per_group = g.c_in / g.groups;
+    let mut row = 0;
+    for ci in group * per_group..(group + 1) * per_group {
+        for ky in 0..g.kh {
+            let y_offset = (ky * g.dilation[0]) as isize - g.pad[0] as isize;
+            let rows = valid_range(y_offset, 1, g.h, g.h_out);
+            for kx in 0..g.kw {
+                let x_offset = (kx * g.dilation[1]) as isize - g.pad[1] as isize;
+                let cols = valid_range(x_offset, 1, g.w, g.w_out);
+                let delta = y_offset * g.w as isize + x_offset;
+                f(row, ci * g.h * g.w, delta, rows, cols);
+                row += 1;
+            }
+        }
+    }
+}
+
+/// The span of a shifted plane from its first to its last valid element (`None` if empty).
+fn valid_span(w: usize, (top, bottom): (usize, usize), (lo, hi): (usize, usize)) -> Option<(usize, usize)> {
+    (top < bottom && lo < hi).then(|| (top * w + lo, (bottom - 1) * w + hi))
+}
+
 /// Unfolds the patches of one image `x` (`[C_in, H, W]`) for `group` into `col` (`[K, N]`).
 fn unfold<T: Scalar>(x: &[T], g: &Geometry, group: usize, col: &mut [T]) {
     let n = g.n();
+    if is_shifted_plane(g) {
+        let w = g.w;
+        for_each_shifted_plane(g, group, |row, plane, delta, rows, (lo, hi)| {
+            let out = &mut col[row * n..(row + 1) * n];
+            let Some((first, end)) = valid_span(w, rows, (lo, hi)) else {
+                out.fill(T::zero());
+                return;
+            };
+            let src = (plane as isize + first as isize + delta) as usize;
+            out[first..end].copy_from_slice(&x[src..src + (end - first)]);
+            // Rows outside the input, and the columns that wrapped around to a neighbour row.
+            out[..rows.0 * w].fill(T::zero());
+            out[rows.1 * w..].fill(T::zero());
+            for line in out[rows.0 * w..rows.1 * w].chunks_mut(w) {
+                line[..lo].fill(T::zero());
+                line[hi..].fill(T::zero());
+            }
+        });
+        return;
+    }
     let sw = g.stride[1];
     for_each_patch_row(g, group, |row, oy, input, x_offset, (lo, hi)| {
         let out = &mut col[row * n + oy * g.w_out..row * n + (oy + 1) * g.w_out];
@@ -207,9 +276,28 @@ fn unfold<T: Scalar>(x: &[T], g: &Geometry, group: usize, col: &mut [T]) {
 }
 
 /// Adds `col` (`[K, N]`) back onto the image gradient `dx` (`[C_in, H, W]`) for `group`:
-/// the transpose of [`unfold`].
-fn fold<T: Scalar>(col: &[T], g: &Geometry, group: usize, dx: &mut [T]) {
+/// the transpose of [`unfold`]. `col` is scratch: its wrapped-around columns are zeroed.
+fn fold<T: Scalar>(col: &mut [T], g: &Geometry, group: usize, dx: &mut [T]) {
     let n = g.n();
+    if is_shifted_plane(g) {
+        let w = g.w;
+        for_each_shifted_plane(g, group, |row, plane, delta, rows, (lo, hi)| {
+            let Some((first, end)) = valid_span(w, rows, (lo, hi)) else {
+                return;
+            };
+            let src = &mut col[row * n..(row + 1) * n];
+            // Zero the columns that would wrap to a neighbour row, then add the whole span.
+            for line in src[rows.0 * w..rows.1 * w].chunks_mut(w) {
+                line[..lo].fill(T::zero());
+                line[hi..].fill(T::zero());
+            }
+            let start = (plane as isize + first as isize + delta) as usize;
+            for (d, &s) in dx[start..start + (end - first)].iter_mut().zip(&src[first..end]) {
+                *d += s;
+            }
+        });
+        return;
+    }
     let sw = g.stride[1];
     for_each_patch_row(g, group, |row, oy, input, x_offset, (lo, hi)| {
         let Some(start) = input else { return };
@@ -256,17 +344,21 @@ impl<T> Operand<T> {
     }
 }
 
-/// `dst[m×n] = (accumulate ? dst : 0) + lhs[m×k] · rhs[k×n]`, `dst` row-major with `n`
-/// columns.
+/// `dst[m×n] = (accumulate ? dst : 0) + lhs[m×k] · rhs[k×n]`, where `dst` is laid out as
+/// `dst_layout` says within the slice.
 fn matmul<T: Scalar>(
     [m, n, k]: [usize; 3],
     dst: &mut [T],
+    dst_layout: Layout2,
     accumulate: bool,
     lhs: Operand<T>,
     rhs: Operand<T>,
     parallel: bool,
 ) {
-    assert!(dst.len() >= m * n, "matmul: destination too small");
+    assert!(
+        m * n == 0 || (m - 1) * dst_layout.row_stride + (n - 1) * dst_layout.col_stride < dst.len(),
+        "matmul: destination too small"
+    );
     #[cfg(feature = "rayon")]
     let parallelism = if parallel {
         gemm::Parallelism::Rayon(0)
@@ -278,16 +370,16 @@ fn matmul<T: Scalar>(
         let _ = parallel;
         gemm::Parallelism::None
     };
-    // SAFETY: `dst` holds `m × n` elements with row stride `n`; the callers pass operands
-    // whose strides stay inside the slices they were built from.
+    // SAFETY: `dst` holds every element its layout addresses (checked above); the callers
+    // pass operands whose strides stay inside the slices they were built from.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dst_layout.col_stride as isize,
+            dst_layout.row_stride as isize,
             accumulate,
             lhs.ptr,
             lhs.col_stride,
@@ -305,6 +397,31 @@ fn matmul<T: Scalar>(
     }
 }
 
+/// Row and column strides of a destination matrix.
+#[derive(Clone, Copy)]
+struct Layout2 {
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl Layout2 {
+    /// Row-major with `cols` columns.
+    fn rows(cols: usize) -> Self {
+        Self {
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// Column-major with `rows` rows: the transpose of a row-major matrix with `rows` columns.
+    fn columns(rows: usize) -> Self {
+        Self {
+            row_stride: 1,
+            col_stride: rows,
+        }
+    }
+}
+
 /// Whether to run each GEMM on the whole pool (fewer images than threads).
 fn gemm_in_parallel(batch: usize) -> bool {
     #[cfg(feature = "rayon")]
@@ -319,7 +436,8 @@ fn gemm_in_parallel(batch: usize) -> bool {
 }
 
 /// Calls `f(b, chunk, col)` for every image `b`, with `chunk` the `b`-th `len`-sized chunk of
-/// `out` and `col` a scratch buffer of `col_len` elements, images spread over the pool.
+/// `out` and `col` a scratch buffer of `col_len` elements that `f` writes before reading
+/// (by [`unfold`] or a GEMM without `read_dst`), images spread over the pool.
 fn for_each_image<T: Scalar>(
     out: &mut [T],
     len: usize,
@@ -331,11 +449,11 @@ fn for_each_image<T: Scalar>(
         use rayon::prelude::*;
         out.par_chunks_mut(len)
             .enumerate()
-            .for_each_init(|| vec![T::zero(); col_len], |col, (b, chunk)| f(b, chunk, col));
+            .for_each_init(|| uninit_vec(col_len), |col, (b, chunk)| f(b, chunk, col));
     }
     #[cfg(not(feature = "rayon"))]
     {
-        let mut col = vec![T::zero(); col_len];
+        let mut col = uninit_vec(col_len);
         for (b, chunk) in out.chunks_mut(len).enumerate() {
             f(b, chunk, &mut col);
         }
@@ -345,24 +463,29 @@ fn for_each_image<T: Scalar>(
 fn forward_slices<T: Scalar>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Geometry) -> Vec<T> {
     let (k, n) = (g.k(), g.n());
     let c_out_g = g.c_out / g.groups;
-    let mut y = vec![T::zero(); g.batch * g.image_out()];
+    // Every element is written by the GEMMs (one per group, without `read_dst`).
+    let mut y = uninit_vec(g.batch * g.image_out());
     let parallel = gemm_in_parallel(g.batch);
     let col_len = if g.is_pointwise() { 0 } else { k * n };
+    // `gemm` keeps the destination column-major and skips packing an operand with unit row
+    // stride, so this computes `yᵀ = colᵀ · Wᵀ` (`[N, K] · [K, C_out]`): `yᵀ` column-major is
+    // `y` row-major, and `colᵀ` has unit row stride.
     for_each_image(&mut y, g.image_out(), col_len, |b, y_b, col| {
         let x_b = &x[b * g.image_in()..(b + 1) * g.image_in()];
         for group in 0..g.groups {
-            let rhs = if g.is_pointwise() {
-                Operand::rows(&x_b[group * k * n..], n)
+            let lhs = if g.is_pointwise() {
+                Operand::transposed(&x_b[group * k * n..], n)
             } else {
                 unfold(x_b, g, group, col);
-                Operand::rows(col, n)
+                Operand::transposed(col, n)
             };
             matmul(
-                [c_out_g, n, k],
+                [n, c_out_g, k],
                 &mut y_b[group * c_out_g * n..],
+                Layout2::columns(n),
                 false,
-                Operand::rows(&w[group * c_out_g * k..], k),
-                rhs,
+                lhs,
+                Operand::transposed(&w[group * c_out_g * k..], k),
                 parallel,
             );
         }
@@ -380,15 +503,18 @@ fn data_grad_slices<T: Scalar>(dy: &[T], w: &[T], g: &Geometry) -> Vec<T> {
     let c_out_g = g.c_out / g.groups;
     let mut dx = vec![T::zero(); g.batch * g.image_in()];
     let parallel = gemm_in_parallel(g.batch);
+    // `colᵀ = dyᵀ · W` (`[N, C_out] · [C_out, K]`), column-major: see `forward_slices`.
     for_each_image(&mut dx, g.image_in(), k * n, |b, dx_b, col| {
         let dy_b = &dy[b * g.image_out()..(b + 1) * g.image_out()];
         for group in 0..g.groups {
-            let lhs = Operand::transposed(&w[group * c_out_g * k..], k);
-            let rhs = Operand::rows(&dy_b[group * c_out_g * n..], n);
+            let lhs = Operand::transposed(&dy_b[group * c_out_g * n..], n);
+            let rhs = Operand::rows(&w[group * c_out_g * k..], k);
+            let shape = [n, k, c_out_g];
             if g.is_pointwise() {
-                matmul([k, n, c_out_g], &mut dx_b[group * k * n..], false, lhs, rhs, parallel);
+                let dst = &mut dx_b[group * k * n..];
+                matmul(shape, dst, Layout2::columns(n), false, lhs, rhs, parallel);
             } else {
-                matmul([k, n, c_out_g], col, false, lhs, rhs, parallel);
+                matmul(shape, col, Layout2::columns(n), false, lhs, rhs, parallel);
                 fold(col, g, group, dx_b);
             }
         }
@@ -417,6 +543,7 @@ fn weight_grad_slices<T: Scalar>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
                 matmul(
                     [c_out_g, k, n],
                     &mut dw[group * c_out_g * k..],
+                    Layout2::rows(k),
                     true,
                     Operand::rows(&dy_b[group * c_out_g * n..], n),
                     rhs,
@@ -693,6 +820,8 @@ mod tests {
             make([2, 2, 5, 5], [3, 5, 5], [1, 1], [0, 0], [0, 0], [1, 1], 1), // no padding
             make([2, 2, 6, 6], [3, 2, 2], [1, 1], [0, 0], [1, 1], [1, 1], 1), // asymmetric pad
             make([5, 3, 4, 4], [2, 3, 3], [3, 3], [1, 1], [1, 1], [1, 1], 1), // stride 3
+            make([2, 3, 6, 7], [4, 3, 3], [1, 1], [2, 2], [2, 2], [2, 2], 1), // dilated "same"
+            make([2, 2, 6, 5], [3, 3, 3], [1, 1], [0, 1], [0, 1], [1, 1], 1), // rows cropped
         ]
     }
 
@@ -755,6 +884,33 @@ mod tests {
                 })
                 .collect();
             assert_close(&db, &expected_db, "db", g);
+        }
+    }
+
+    /// The adjoint identities `⟨conv(x, w), dy⟩ = ⟨x, dx⟩ = ⟨w, dw⟩` at the sizes of
+    /// CIFAR ResNets (too large for the unit-vector check above), with several threads.
+    #[test]
+    fn gradients_are_adjoint_at_resnet_sizes() {
+        let cases = [
+            ([16, 16, 32, 32], [16, 3, 3], [1, 1], [1, 1]),
+            ([16, 16, 32, 32], [32, 3, 3], [2, 2], [1, 1]),
+            ([16, 16, 32, 32], [32, 1, 1], [2, 2], [0, 0]),
+            ([16, 32, 16, 16], [64, 3, 3], [2, 2], [1, 1]),
+            ([16, 3, 32, 32], [16, 3, 3], [1, 1], [1, 1]),
+        ];
+        for (i, (x_shape, [c_out, kh, kw], stride, pad)) in cases.into_iter().enumerate() {
+            let options = ConvOptions::new(stride, pad, [1, 1], 1);
+            let g = Geometry::new(&x_shape, &[c_out, x_shape[1], kh, kw], &options);
+            let x = values(g.batch * g.image_in(), 600 + i as u64);
+            let w = values(g.c_out * g.k(), 700 + i as u64);
+            let dy = values(g.batch * g.image_out(), 800 + i as u64);
+            let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f64>();
+            let forward = dot(&forward_slices(&x, &w, None, &g), &dy);
+            let data = dot(&x, &data_grad_slices(&dy, &w, &g));
+            let weight = dot(&w, &weight_grad_slices(&x, &dy, &g));
+            let tol = 1e-9 * forward.abs().max(1.0);
+            assert!((forward - data).abs() < tol, "{g:?}: ⟨y, dy⟩ {forward} vs ⟨x, dx⟩ {data}");
+            assert!((forward - weight).abs() < tol, "{g:?}: ⟨y, dy⟩ {forward} vs ⟨w, dw⟩ {weight}");
         }
     }
 
