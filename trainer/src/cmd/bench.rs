@@ -21,7 +21,7 @@ use crate::data::augment::Augment;
 use crate::data::batcher::{Batch, BatchPlan, batches};
 use crate::data::{CifarSet, locate};
 use crate::train::init_model;
-use crate::train::loss::{LossKind, Objective};
+use crate::train::loss::Objective;
 use crate::train::optim::{self, OptimizerKind, OptimizerSpec};
 
 /// Options of `trainer bench`.
@@ -71,32 +71,6 @@ pub struct BenchArgs {
         default_value = "train,infer,data"
     )]
     pub phases: Vec<Phase>,
-    /// Flex's kernels for convolution and batch norm: this project's NCHW kernels, Flex's
-    /// generic route, or both one after the other (rows `flex` and `flex-generic`).
-    #[arg(long, value_enum, default_value_t = FlexKernels::Nchw)]
-    pub flex_kernels: FlexKernels,
-}
-
-/// Which kernels Flex runs convolutions and batch norms with (see `patches/README.md`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum FlexKernels {
-    /// Per-image GEMM convolutions and two-pass batch norm on NCHW data (the default).
-    Nchw,
-    /// Flex's own route (NHWC tiled im2col, Burn's default backward passes).
-    Generic,
-    /// Both, generic first.
-    Both,
-}
-
-impl FlexKernels {
-    /// The settings to run, as (NCHW kernels on, backend-name suffix).
-    fn settings(self) -> Vec<(bool, &'static str)> {
-        match self {
-            Self::Nchw => vec![(true, "")],
-            Self::Generic => vec![(false, "-generic")],
-            Self::Both => vec![(false, "-generic"), (true, "")],
-        }
-    }
 }
 
 /// What is timed.
@@ -218,7 +192,7 @@ pub fn run(args: &BenchArgs) -> Result<(Vec<BenchRow>, String)> {
     );
     let normalization = Normalization::measure(&train.pixels);
     let selected = backend::select(args.backend)?;
-    let mut common = Common {
+    let common = Common {
         backend: selected.backend.to_string(),
         threads: rayon::current_num_threads(),
         warmup: args.warmup,
@@ -256,27 +230,16 @@ pub fn run(args: &BenchArgs) -> Result<(Vec<BenchRow>, String)> {
         args.infer_batch,
         args.warmup + args.steps,
     );
-    let settings = if selected.backend == Backend::Flex {
-        args.flex_kernels.settings()
-    } else {
-        vec![(true, "")]
-    };
-    for (nchw, suffix) in settings {
-        burn_flex::set_nchw_kernels(nchw);
-        common.backend = format!("{}{suffix}", selected.backend);
-        for config in &configs {
-            if args.phases.contains(&Phase::Train) {
-                let row = train_row(config, args, &common, &feed, &selected.device)?;
-                emit(row, &mut out);
-            }
-            if args.phases.contains(&Phase::Infer) {
-                let row = infer_row(config, args, &common, &feed, &selected.device)?;
-                emit(row, &mut out);
-            }
+    for config in &configs {
+        if args.phases.contains(&Phase::Train) {
+            let row = train_row(config, args, &common, &feed, &selected.device)?;
+            emit(row, &mut out);
+        }
+        if args.phases.contains(&Phase::Infer) {
+            let row = infer_row(config, args, &common, &feed, &selected.device)?;
+            emit(row, &mut out);
         }
     }
-    burn_flex::set_nchw_kernels(true);
-    common.backend = selected.backend.to_string();
     if args.phases.contains(&Phase::Data) {
         emit(data_row(&train, normalization, args, &common), &mut out);
     }
@@ -291,7 +254,7 @@ pub fn run(args: &BenchArgs) -> Result<(Vec<BenchRow>, String)> {
 }
 
 /// The table's column titles (the same as `bench/pytorch_reference.py` prints, plus the
-/// backend, which tells Flex's two kernel routes apart).
+/// backend).
 fn header() -> String {
     format!(
         "{:<11} {:<5} {:>7} {:>9}   {:<27} {:>7}  {}",
@@ -368,7 +331,7 @@ fn train_row(
     device: &Device,
 ) -> Result<BenchRow> {
     let ad_device = device.clone().autodiff();
-    let mut model = init_model(config, &ad_device, 42)?;
+    let model = init_model(config, &ad_device, 42)?;
     let params = model.parameter_count();
     let (kind, lr) = match args.optimizer {
         OptimizerKind::Adam => (OptimizerKind::Adam, 1e-3),
@@ -385,28 +348,18 @@ fn train_row(
         },
     };
     let mut optimizer = optim::build(&model, &spec, None);
-    let objective = Objective {
-        kind: LossKind::CrossEntropy,
-        label_smoothing: 0.0,
-        focal_alpha: 1.0,
-        focal_gamma: 0.0,
-        l1: 0.0,
-        l2: 0.0,
-    };
+    let objective = Objective::cross_entropy();
     reset_peak_memory();
-    let mut times = Vec::with_capacity(common.steps);
-    for (step, batch) in feed.train.iter().enumerate() {
-        let start = Instant::now();
+    let mut model = Some(model);
+    let times = time_steps(&feed.train, common.warmup, |batch| {
+        let current = model.take().expect("put back after every step");
         let batch = copy(batch).to_device(&ad_device);
-        let logits = model.forward(batch.images);
-        let loss = objective.loss(logits, batch.targets, &model);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optimizer.step(lr, model, grads);
-        ad_device.sync()?;
-        if step >= common.warmup {
-            times.push(start.elapsed().as_secs_f64());
-        }
-    }
+        let logits = current.forward(batch.images);
+        let loss = objective.loss(logits, batch.targets, &current);
+        let grads = GradientsParams::from_grads(loss.backward(), &current);
+        model = Some(optimizer.step(lr, current, grads));
+        Ok(ad_device.sync()?)
+    })?;
     Ok(
         BenchRow::new(common, &config.name, params, Phase::Train, args.batch_size)
             .timed(times, peak_memory_mb()),
@@ -423,27 +376,41 @@ fn infer_row(
     let model = init_model(config, device, 42)?;
     let params = model.parameter_count();
     reset_peak_memory();
-    let mut times = Vec::with_capacity(common.steps);
-    for (step, batch) in feed.infer.iter().enumerate() {
-        let start = Instant::now();
+    let times = time_steps(&feed.infer, common.warmup, |batch| {
         let n = batch.len();
         let images = Tensor::<4>::from_data(
             TensorData::new(batch.images.clone(), [n, 3, IMAGE_SIZE, IMAGE_SIZE]),
             device,
         );
-        let logits = model.forward(images);
-        let _ = logits
+        model
+            .forward(images)
             .into_data()
             .try_into_vec::<f32>()
             .map_err(|e| anyhow::anyhow!("cannot read the logits back: {e:?}"))?;
-        if step >= common.warmup {
-            times.push(start.elapsed().as_secs_f64());
-        }
-    }
+        Ok(())
+    })?;
     Ok(
         BenchRow::new(common, &config.name, params, Phase::Infer, args.infer_batch)
             .timed(times, peak_memory_mb()),
     )
+}
+
+/// Runs `step` on every batch and returns the durations of those after the first `warmup`, in
+/// seconds.
+fn time_steps(
+    batches: &[Batch],
+    warmup: usize,
+    mut step: impl FnMut(&Batch) -> Result<()>,
+) -> Result<Vec<f64>> {
+    let mut times = Vec::with_capacity(batches.len().saturating_sub(warmup));
+    for (i, batch) in batches.iter().enumerate() {
+        let start = Instant::now();
+        step(batch)?;
+        if i >= warmup {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    Ok(times)
 }
 
 /// The data pipeline alone, with the training augmentation (crop with padding 4, flip).

@@ -17,7 +17,7 @@ use crate::data::batcher::{BatchPlan, batches};
 use crate::data::{CifarSet, locate};
 use crate::plot::render;
 use crate::train::init_model;
-use crate::train::loss::{LossKind, Objective};
+use crate::train::loss::Objective;
 use crate::train::optim::{self, OptimizerKind, OptimizerSpec};
 use crate::train::run_dir::write_atomic;
 
@@ -75,14 +75,7 @@ fn step_losses(
         weight_decay: 0.0,
     };
     let mut optimizer = optim::build(&model, &spec, None);
-    let objective = Objective {
-        kind: LossKind::CrossEntropy,
-        label_smoothing: 0.0,
-        focal_alpha: 1.0,
-        focal_gamma: 2.0,
-        l1: 0.0,
-        l2: 0.0,
-    };
+    let objective = Objective::cross_entropy();
     let plan = BatchPlan {
         batch_size: args.batch_size,
         min_last: 2,

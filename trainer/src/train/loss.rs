@@ -36,6 +36,18 @@ pub struct Objective {
 }
 
 impl Objective {
+    /// Plain cross-entropy: no smoothing, no penalties.
+    pub fn cross_entropy() -> Self {
+        Self {
+            kind: LossKind::CrossEntropy,
+            label_smoothing: 0.0,
+            focal_alpha: 1.0,
+            focal_gamma: 2.0,
+            l1: 0.0,
+            l2: 0.0,
+        }
+    }
+
     /// Mean data loss of `logits` `[B, K]` against soft `targets` `[B, K]` (rows sum to 1).
     pub fn data_loss(&self, logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
         let k = targets.dims()[1] as f64;
