@@ -159,8 +159,8 @@ struct Common {
     steps: usize,
 }
 
-/// Runs the benchmark, writes the CSV and returns the rows and the printed table.
-pub fn run(args: &BenchArgs) -> Result<(Vec<BenchRow>, String)> {
+/// Runs the benchmark, printing each row as it is measured, writes the CSV and returns the rows.
+pub fn run(args: &BenchArgs) -> Result<Vec<BenchRow>> {
     ensure!(args.steps > 0, "--steps must be at least 1");
     ensure!(
         args.batch_size > 1 && args.infer_batch > 0,
@@ -198,7 +198,7 @@ pub fn run(args: &BenchArgs) -> Result<(Vec<BenchRow>, String)> {
         warmup: args.warmup,
         steps: args.steps,
     };
-    let mut out = format!(
+    print!(
         "trainer {} (Burn 0.22.1) on {} ({} threads), batch {} train / {} inference, {} steps after {} warm-up\n\
          data: {} train images read from {} in {:.2} s\n{}\n",
         env!("CARGO_PKG_VERSION"),
@@ -213,14 +213,10 @@ pub fn run(args: &BenchArgs) -> Result<(Vec<BenchRow>, String)> {
         read_seconds,
         header(),
     );
-    print!("{out}");
 
     let mut rows = Vec::new();
-    let mut emit = |row: BenchRow, out: &mut String| {
-        let line = format_row(&row);
-        println!("{line}");
-        out.push_str(&line);
-        out.push('\n');
+    let mut emit = |row: BenchRow| {
+        println!("{}", format_row(&row));
         rows.push(row);
     };
     let feed = Feed::new(
@@ -233,15 +229,15 @@ pub fn run(args: &BenchArgs) -> Result<(Vec<BenchRow>, String)> {
     for config in &configs {
         if args.phases.contains(&Phase::Train) {
             let row = train_row(config, args, &common, &feed, &selected.device)?;
-            emit(row, &mut out);
+            emit(row);
         }
         if args.phases.contains(&Phase::Infer) {
             let row = infer_row(config, args, &common, &feed, &selected.device)?;
-            emit(row, &mut out);
+            emit(row);
         }
     }
     if args.phases.contains(&Phase::Data) {
-        emit(data_row(&train, normalization, args, &common), &mut out);
+        emit(data_row(&train, normalization, args, &common));
     }
 
     let mut writer = csv::Writer::from_path(&args.csv)
@@ -250,7 +246,7 @@ pub fn run(args: &BenchArgs) -> Result<(Vec<BenchRow>, String)> {
         writer.serialize(row)?;
     }
     writer.flush()?;
-    Ok((rows, out))
+    Ok(rows)
 }
 
 /// The table's column titles (the same as `bench/pytorch_reference.py` prints, plus the
@@ -314,15 +310,6 @@ impl Feed {
     }
 }
 
-/// A copy of a host batch (the timed loop consumes one per step).
-fn copy(batch: &Batch) -> Batch {
-    Batch {
-        images: batch.images.clone(),
-        labels: batch.labels.clone(),
-        targets: batch.targets.clone(),
-    }
-}
-
 fn train_row(
     config: &ModelConfig,
     args: &BenchArgs,
@@ -353,7 +340,7 @@ fn train_row(
     let mut model = Some(model);
     let times = time_steps(&feed.train, common.warmup, |batch| {
         let current = model.take().expect("put back after every step");
-        let batch = copy(batch).to_device(&ad_device);
+        let batch = batch.clone().to_device(&ad_device);
         let logits = current.forward(batch.images);
         let loss = objective.loss(logits, batch.targets, &current);
         let grads = GradientsParams::from_grads(loss.backward(), &current);

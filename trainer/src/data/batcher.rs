@@ -16,6 +16,7 @@ use super::augment::Augment;
 const PREFETCH: usize = 3;
 
 /// One mini-batch on the host.
+#[derive(Clone)]
 pub struct Batch {
     /// `len × 3072` normalised values, channel-major per image.
     pub images: Vec<f32>,
