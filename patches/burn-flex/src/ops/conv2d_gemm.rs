@@ -1,0 +1,926 @@
+//! 2-D convolution as one GEMM per image on NCHW data, with its own data, weight and bias
+//! gradients (the scheme of Caffe and of PyTorch's `slow_conv2d`).
+//!
+//! For image `b` and group `g`, the patches of `x[b]` are unfolded into `col` of shape
+//! `[K, N]` with `K = C_in/groups · kh · kw` and `N = H_out · W_out`. Each row of `col` is
+//! one input plane shifted by one kernel offset, so unfolding is a series of row copies.
+//! Then:
+//! - forward:          `y[b] = W · col`                 (`[C_out, K] · [K, N]`)
+//! - data gradient:    `col = Wᵀ · dy[b]`, folded back  (`[K, C_out] · [C_out, N]`), added up
+//!   where patches overlap
+//! - weight gradient:  `dW += dy[b] · colᵀ`             (`[C_out, N] · [N, K]`)
+//! - bias gradient:    `db = Σ_b Σ_n dy[b]`
+//!
+//! Images are spread over the rayon pool, one `col` buffer per task, and each GEMM runs on
+//! one thread; with fewer images than threads (inference on one image) the GEMM itself runs
+//! in parallel. The generic route of this crate (`conv3d_impl`, and the backward passes
+//! Burn derives from `conv_transpose` and from a convolution with batch and channels swapped)
+//! transposes the input to NHWC, builds an im2col matrix per tile of 512 outputs, and for the
+//! weight gradient unfolds the input with the whole output map as the kernel; this route
+//! reads and writes several times less memory for the 3×3 convolutions of CIFAR-sized
+//! networks, which is where a training step spends its time.
+//!
+//! f32 and f64 are computed natively, f16 and bf16 in f32. [`set_nchw_kernels`] switches the
+//! route off, to compare with the generic route.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use alloc::vec;
+use alloc::vec::Vec;
+use burn_backend::ops::{ConvOptions, FloatTensorOps};
+use burn_backend::{DType, FloatDType};
+use burn_std::{Bytes, Shape};
+use num_traits::{One, Zero};
+
+use crate::{Flex, FlexTensor, Layout};
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns this crate's NCHW training kernels on (the default) or off: this per-image GEMM
+/// route for 2-D convolutions and their gradients, and the two-pass batch norm of
+/// [`super::batch_norm`]. Off, those operations take the generic route (Burn's default
+/// implementations and this crate's NHWC tiled convolution); results agree to float rounding.
+/// Like `torch.backends.cudnn.enabled`, it exists to compare the two.
+pub fn set_nchw_kernels(enabled: bool) {
+    ENABLED.store(enabled, Ordering::Relaxed);
+}
+
+/// Whether the NCHW training kernels are on (see [`set_nchw_kernels`]).
+pub fn nchw_kernels_enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Element types computed natively.
+pub(crate) trait Scalar:
+    bytemuck::Pod
+    + burn_backend::Element
+    + Zero
+    + One
+    + core::ops::AddAssign
+    + Copy
+    + Send
+    + Sync
+    + 'static
+{
+}
+impl Scalar for f32 {}
+impl Scalar for f64 {}
+
+/// A vector of `len` elements that the caller writes completely before reading any (the
+/// convention of `mask.rs`): for outputs that a GEMM without `read_dst` overwrites, where
+/// zeroing first would be a wasted pass over memory.
+pub(crate) fn uninit_vec<T: Copy>(len: usize) -> Vec<T> {
+    let mut v = Vec::with_capacity(len);
+    #[allow(clippy::uninit_vec)]
+    // SAFETY: every caller writes all `len` elements before reading them.
+    unsafe {
+        v.set_len(len);
+    }
+    v
+}
+
+/// Sizes of one convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Geometry {
+    batch: usize,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    kh: usize,
+    kw: usize,
+    stride: [usize; 2],
+    /// Padding before the first row and column (the end padding only changes the output size).
+    pad: [usize; 2],
+    dilation: [usize; 2],
+    groups: usize,
+    h_out: usize,
+    w_out: usize,
+}
+
+impl Geometry {
+    /// From the input and weight shapes and the options; the output size as Burn computes it.
+    fn new(x: &[usize], weight: &[usize], options: &ConvOptions<2>) -> Self {
+        let [batch, c_in, h, w] = [x[0], x[1], x[2], x[3]];
+        let [c_out, _, kh, kw] = [weight[0], weight[1], weight[2], weight[3]];
+        let [pb, pe] = [options.padding_begin(), options.padding_end()];
+        let out = |len: usize, k: usize, i: usize| {
+            (len + pb[i] + pe[i]).saturating_sub(options.dilation[i] * (k - 1) + 1)
+                / options.stride[i]
+                + 1
+        };
+        Self {
+            batch,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh,
+            kw,
+            stride: options.stride,
+            pad: pb,
+            dilation: options.dilation,
+            groups: options.groups,
+            h_out: out(h, kh, 0),
+            w_out: out(w, kw, 1),
+        }
+    }
+
+    /// Rows of `col`: input channels of one group times kernel positions.
+    fn k(&self) -> usize {
+        self.c_in / self.groups * self.kh * self.kw
+    }
+
+    /// Columns of `col`: output positions.
+    fn n(&self) -> usize {
+        self.h_out * self.w_out
+    }
+
+    fn image_in(&self) -> usize {
+        self.c_in * self.h * self.w
+    }
+
+    fn image_out(&self) -> usize {
+        self.c_out * self.n()
+    }
+
+    /// A 1×1 convolution with stride 1 and no padding reads `x` as `col` directly.
+    fn is_pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == [1, 1] && self.pad == [0, 0]
+    }
+}
+
+/// The output positions `o` in `0..out_len` whose input `o·stride + offset` is in `0..len`.
+fn valid_range(offset: isize, stride: usize, len: usize, out_len: usize) -> (usize, usize) {
+    let lo = if offset >= 0 {
+        0
+    } else {
+        offset.unsigned_abs().div_ceil(stride)
+    };
+    let reach = len as isize - offset;
+    let hi = if reach <= 0 {
+        0
+    } else {
+        (reach as usize - 1) / stride + 1
+    };
+    let hi = hi.min(out_len);
+    (lo.min(hi), hi)
+}
+
+/// Visits every (row of `col`, output row) pair of group `group` with the input row it reads,
+/// or `None` where the kernel row falls in the padding; `f(col_row, oy, input_row, x_offset,
+/// valid_columns)`.
+fn for_each_patch_row(
+    g: &Geometry,
+    group: usize,
+    mut f: impl FnMut(usize, usize, Option<usize>, isize, (usize, usize)),
+) {
+    let per_group = g.c_in / g.groups;
+    let mut row = 0;
+    for ci in group * per_group..(group + 1) * per_group {
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let x_offset = (kx * g.dilation[1]) as isize - g.pad[1] as isize;
+                let cols = valid_range(x_offset, g.stride[1], g.w, g.w_out);
+                for oy in 0..g.h_out {
+                    let iy = (oy * g.stride[0] + ky * g.dilation[0]) as isize - g.pad[0] as isize;
+                    let input_row = (0..g.h as isize)
+                        .contains(&iy)
+                        .then(|| ci * g.h * g.w + iy as usize * g.w);
+                    f(row, oy, input_row, x_offset, cols);
+                }
+                row += 1;
+            }
+        }
+    }
+}
+
+/// Whether every row of `col` is one contiguous shifted copy of an input plane: stride 1
+/// and as many output as input columns ("same" padding), the 3×3 convolutions of ResNets.
+fn is_shifted_plane(g: &Geometry) -> bool {
+    g.stride == [1, 1] && g.w_out == g.w
+}
+
+/// For `is_shifted_plane` geometries, visits every row of `col` for `group` as
+/// `f(col_row, plane_start, delta, valid_rows, valid_columns)`: output element `j` of the row
+/// reads input element `plane_start + j + delta` when its row and column are valid.
+fn for_each_shifted_plane(
+    g: &Geometry,
+    group: usize,
+    mut f: impl FnMut(usize, usize, isize, (usize, usize), (usize, usize)),
+) {
+    let per_group = g.c_in / g.groups;
+    let mut row = 0;
+    for ci in group * per_group..(group + 1) * per_group {
+        for ky in 0..g.kh {
+            let y_offset = (ky * g.dilation[0]) as isize - g.pad[0] as isize;
+            let rows = valid_range(y_offset, 1, g.h, g.h_out);
+            for kx in 0..g.kw {
+                let x_offset = (kx * g.dilation[1]) as isize - g.pad[1] as isize;
+                let cols = valid_range(x_offset, 1, g.w, g.w_out);
+                let delta = y_offset * g.w as isize + x_offset;
+                f(row, ci * g.h * g.w, delta, rows, cols);
+                row += 1;
+            }
+        }
+    }
+}
+
+/// The span of a shifted plane from its first to its last valid element (`None` if empty).
+fn valid_span(w: usize, (top, bottom): (usize, usize), (lo, hi): (usize, usize)) -> Option<(usize, usize)> {
+    (top < bottom && lo < hi).then(|| (top * w + lo, (bottom - 1) * w + hi))
+}
+
+/// Unfolds the patches of one image `x` (`[C_in, H, W]`) for `group` into `col` (`[K, N]`).
+fn unfold<T: Scalar>(x: &[T], g: &Geometry, group: usize, col: &mut [T]) {
+    let n = g.n();
+    if is_shifted_plane(g) {
+        let w = g.w;
+        for_each_shifted_plane(g, group, |row, plane, delta, rows, (lo, hi)| {
+            let out = &mut col[row * n..(row + 1) * n];
+            let Some((first, end)) = valid_span(w, rows, (lo, hi)) else {
+                out.fill(T::zero());
+                return;
+            };
+            let src = (plane as isize + first as isize + delta) as usize;
+            out[first..end].copy_from_slice(&x[src..src + (end - first)]);
+            // Rows outside the input, and the columns that wrapped around to a neighbour row.
+            out[..rows.0 * w].fill(T::zero());
+            out[rows.1 * w..].fill(T::zero());
+            for line in out[rows.0 * w..rows.1 * w].chunks_mut(w) {
+                line[..lo].fill(T::zero());
+                line[hi..].fill(T::zero());
+            }
+        });
+        return;
+    }
+    let sw = g.stride[1];
+    for_each_patch_row(g, group, |row, oy, input, x_offset, (lo, hi)| {
+        let out = &mut col[row * n + oy * g.w_out..row * n + (oy + 1) * g.w_out];
+        let Some(start) = input else {
+            out.fill(T::zero());
+            return;
+        };
+        out[..lo].fill(T::zero());
+        out[hi..].fill(T::zero());
+        let src = &x[start..start + g.w];
+        if sw == 1 {
+            let first = (lo as isize + x_offset) as usize;
+            out[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
+        } else {
+            for (ox, o) in out.iter_mut().enumerate().take(hi).skip(lo) {
+                *o = src[((ox * sw) as isize + x_offset) as usize];
+            }
+        }
+    });
+}
+
+/// Adds `col` (`[K, N]`) back onto the image gradient `dx` (`[C_in, H, W]`) for `group`:
+/// the transpose of [`unfold`]. `col` is scratch: its wrapped-around columns are zeroed.
+fn fold<T: Scalar>(col: &mut [T], g: &Geometry, group: usize, dx: &mut [T]) {
+    let n = g.n();
+    if is_shifted_plane(g) {
+        let w = g.w;
+        for_each_shifted_plane(g, group, |row, plane, delta, rows, (lo, hi)| {
+            let Some((first, end)) = valid_span(w, rows, (lo, hi)) else {
+                return;
+            };
+            let src = &mut col[row * n..(row + 1) * n];
+            // Zero the columns that would wrap to a neighbour row, then add the whole span.
+            for line in src[rows.0 * w..rows.1 * w].chunks_mut(w) {
+                line[..lo].fill(T::zero());
+                line[hi..].fill(T::zero());
+            }
+            let start = (plane as isize + first as isize + delta) as usize;
+            for (d, &s) in dx[start..start + (end - first)].iter_mut().zip(&src[first..end]) {
+                *d += s;
+            }
+        });
+        return;
+    }
+    let sw = g.stride[1];
+    for_each_patch_row(g, group, |row, oy, input, x_offset, (lo, hi)| {
+        let Some(start) = input else { return };
+        let src = &col[row * n + oy * g.w_out..row * n + (oy + 1) * g.w_out];
+        let dst = &mut dx[start..start + g.w];
+        if sw == 1 {
+            let first = (lo as isize + x_offset) as usize;
+            for (d, &s) in dst[first..first + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
+                *d += s;
+            }
+        } else {
+            for (ox, &s) in src.iter().enumerate().take(hi).skip(lo) {
+                dst[((ox * sw) as isize + x_offset) as usize] += s;
+            }
+        }
+    });
+}
+
+/// A matrix operand: base pointer, row stride and column stride, in elements.
+#[derive(Clone, Copy)]
+struct Operand<T> {
+    ptr: *const T,
+    row_stride: isize,
+    col_stride: isize,
+}
+
+impl<T> Operand<T> {
+    /// A row-major `[rows, cols]` matrix.
+    fn rows(data: &[T], cols: usize) -> Self {
+        Self {
+            ptr: data.as_ptr(),
+            row_stride: cols as isize,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose of a row-major matrix with `cols` columns.
+    fn transposed(data: &[T], cols: usize) -> Self {
+        Self {
+            ptr: data.as_ptr(),
+            row_stride: 1,
+            col_stride: cols as isize,
+        }
+    }
+}
+
+/// `dst[m×n] = (accumulate ? dst : 0) + lhs[m×k] · rhs[k×n]`, where `dst` is laid out as
+/// `dst_layout` says within the slice.
+fn matmul<T: Scalar>(
+    [m, n, k]: [usize; 3],
+    dst: &mut [T],
+    dst_layout: Layout2,
+    accumulate: bool,
+    lhs: Operand<T>,
+    rhs: Operand<T>,
+    parallel: bool,
+) {
+    assert!(
+        m * n == 0 || (m - 1) * dst_layout.row_stride + (n - 1) * dst_layout.col_stride < dst.len(),
+        "matmul: destination too small"
+    );
+    #[cfg(feature = "rayon")]
+    let parallelism = if parallel {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    #[cfg(not(feature = "rayon"))]
+    let parallelism = {
+        let _ = parallel;
+        gemm::Parallelism::None
+    };
+    // SAFETY: `dst` holds every element its layout addresses (checked above); the callers
+    // pass operands whose strides stay inside the slices they were built from.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            dst_layout.col_stride as isize,
+            dst_layout.row_stride as isize,
+            accumulate,
+            lhs.ptr,
+            lhs.col_stride,
+            lhs.row_stride,
+            rhs.ptr,
+            rhs.col_stride,
+            rhs.row_stride,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// Row and column strides of a destination matrix.
+#[derive(Clone, Copy)]
+struct Layout2 {
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl Layout2 {
+    /// Row-major with `cols` columns.
+    fn rows(cols: usize) -> Self {
+        Self {
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// Column-major with `rows` rows: the transpose of a row-major matrix with `rows` columns.
+    fn columns(rows: usize) -> Self {
+        Self {
+            row_stride: 1,
+            col_stride: rows,
+        }
+    }
+}
+
+/// Whether to run each GEMM on the whole pool (fewer images than threads).
+fn gemm_in_parallel(batch: usize) -> bool {
+    #[cfg(feature = "rayon")]
+    {
+        batch < rayon::current_num_threads()
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        let _ = batch;
+        false
+    }
+}
+
+/// Calls `f(b, chunk, col)` for every image `b`, with `chunk` the `b`-th `len`-sized chunk of
+/// `out` and `col` a scratch buffer of `col_len` elements that `f` writes before reading
+/// (by [`unfold`] or a GEMM without `read_dst`), images spread over the pool.
+fn for_each_image<T: Scalar>(
+    out: &mut [T],
+    len: usize,
+    col_len: usize,
+    f: impl Fn(usize, &mut [T], &mut [T]) + Send + Sync,
+) {
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        out.par_chunks_mut(len)
+            .enumerate()
+            .for_each_init(|| uninit_vec(col_len), |col, (b, chunk)| f(b, chunk, col));
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        let mut col = uninit_vec(col_len);
+        for (b, chunk) in out.chunks_mut(len).enumerate() {
+            f(b, chunk, &mut col);
+        }
+    }
+}
+
+fn forward_slices<T: Scalar>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Geometry) -> Vec<T> {
+    let (k, n) = (g.k(), g.n());
+    let c_out_g = g.c_out / g.groups;
+    // Every element is written by the GEMMs (one per group, without `read_dst`).
+    let mut y = uninit_vec(g.batch * g.image_out());
+    let parallel = gemm_in_parallel(g.batch);
+    let col_len = if g.is_pointwise() { 0 } else { k * n };
+    // `gemm` keeps the destination column-major and skips packing an operand with unit row
+    // stride, so this computes `yᵀ = colᵀ · Wᵀ` (`[N, K] · [K, C_out]`): `yᵀ` column-major is
+    // `y` row-major, and `colᵀ` has unit row stride.
+    for_each_image(&mut y, g.image_out(), col_len, |b, y_b, col| {
+        let x_b = &x[b * g.image_in()..(b + 1) * g.image_in()];
+        for group in 0..g.groups {
+            let lhs = if g.is_pointwise() {
+                Operand::transposed(&x_b[group * k * n..], n)
+            } else {
+                unfold(x_b, g, group, col);
+                Operand::transposed(col, n)
+            };
+            matmul(
+                [n, c_out_g, k],
+                &mut y_b[group * c_out_g * n..],
+                Layout2::columns(n),
+                false,
+                lhs,
+                Operand::transposed(&w[group * c_out_g * k..], k),
+                parallel,
+            );
+        }
+        if let Some(bias) = bias {
+            for (plane, &b) in y_b.chunks_mut(n).zip(bias) {
+                plane.iter_mut().for_each(|v| *v += b);
+            }
+        }
+    });
+    y
+}
+
+fn data_grad_slices<T: Scalar>(dy: &[T], w: &[T], g: &Geometry) -> Vec<T> {
+    let (k, n) = (g.k(), g.n());
+    let c_out_g = g.c_out / g.groups;
+    let mut dx = vec![T::zero(); g.batch * g.image_in()];
+    let parallel = gemm_in_parallel(g.batch);
+    // `colᵀ = dyᵀ · W` (`[N, C_out] · [C_out, K]`), column-major: see `forward_slices`.
+    for_each_image(&mut dx, g.image_in(), k * n, |b, dx_b, col| {
+        let dy_b = &dy[b * g.image_out()..(b + 1) * g.image_out()];
+        for group in 0..g.groups {
+            let lhs = Operand::transposed(&dy_b[group * c_out_g * n..], n);
+            let rhs = Operand::rows(&w[group * c_out_g * k..], k);
+            let shape = [n, k, c_out_g];
+            if g.is_pointwise() {
+                let dst = &mut dx_b[group * k * n..];
+                matmul(shape, dst, Layout2::columns(n), false, lhs, rhs, parallel);
+            } else {
+                matmul(shape, col, Layout2::columns(n), false, lhs, rhs, parallel);
+                fold(col, g, group, dx_b);
+            }
+        }
+    });
+    dx
+}
+
+fn weight_grad_slices<T: Scalar>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
+    let (k, n) = (g.k(), g.n());
+    let c_out_g = g.c_out / g.groups;
+    let weights = g.c_out * k;
+    // One partial gradient per contiguous run of images, then their sum.
+    let accumulate = |images: core::ops::Range<usize>, parallel: bool| {
+        let mut dw = vec![T::zero(); weights];
+        let mut col = vec![T::zero(); if g.is_pointwise() { 0 } else { k * n }];
+        for b in images {
+            let x_b = &x[b * g.image_in()..(b + 1) * g.image_in()];
+            let dy_b = &dy[b * g.image_out()..(b + 1) * g.image_out()];
+            for group in 0..g.groups {
+                let rhs = if g.is_pointwise() {
+                    Operand::transposed(&x_b[group * k * n..], n)
+                } else {
+                    unfold(x_b, g, group, &mut col);
+                    Operand::transposed(&col, n)
+                };
+                matmul(
+                    [c_out_g, k, n],
+                    &mut dw[group * c_out_g * k..],
+                    Layout2::rows(k),
+                    true,
+                    Operand::rows(&dy_b[group * c_out_g * n..], n),
+                    rhs,
+                    parallel,
+                );
+            }
+        }
+        dw
+    };
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        let threads = rayon::current_num_threads().min(g.batch).max(1);
+        if threads == 1 {
+            return accumulate(0..g.batch, g.batch == 1);
+        }
+        let per = g.batch.div_ceil(threads);
+        (0..threads)
+            .into_par_iter()
+            .map(|t| accumulate(t * per..((t + 1) * per).min(g.batch), false))
+            .reduce_with(|mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, &b)| *a += b);
+                a
+            })
+            .expect("at least one thread")
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        accumulate(0..g.batch, false)
+    }
+}
+
+fn bias_grad_slices<T: Scalar>(dy: &[T], batch: usize, c_out: usize) -> Vec<T> {
+    let n = dy.len() / (batch * c_out).max(1);
+    let mut db = vec![T::zero(); c_out];
+    for image in dy.chunks(c_out * n) {
+        for (d, plane) in db.iter_mut().zip(image.chunks(n)) {
+            for &v in plane {
+                *d += v;
+            }
+        }
+    }
+    db
+}
+
+/// `t` as a contiguous f32 or f64 tensor (f16 and bf16 become f32).
+fn as_f32_or_f64(t: &FlexTensor) -> FlexTensor {
+    match t.dtype() {
+        DType::F32 | DType::F64 => t.to_contiguous(),
+        _ => cast(t.clone(), FloatDType::F32).to_contiguous(),
+    }
+}
+
+fn cast(t: FlexTensor, dtype: FloatDType) -> FlexTensor {
+    <Flex as FloatTensorOps<Flex>>::float_cast(t, dtype)
+}
+
+fn tensor<T: Scalar>(data: Vec<T>, shape: Vec<usize>, dtype: DType) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(data),
+        Layout::contiguous(Shape::from(shape)),
+        dtype,
+    )
+}
+
+/// Runs `f32_op` or `f64_op` on the elements of the contiguous inputs and returns its
+/// outputs as tensors of `shapes`, in the dtype `like` (f16 and bf16 are computed in f32).
+pub(crate) fn with_elements(
+    inputs: &[&FlexTensor],
+    like: DType,
+    shapes: &[Vec<usize>],
+    f32_op: impl FnOnce(&[&[f32]]) -> Vec<Vec<f32>>,
+    f64_op: impl FnOnce(&[&[f64]]) -> Vec<Vec<f64>>,
+) -> Vec<FlexTensor> {
+    let converted: Vec<FlexTensor> = inputs.iter().map(|t| as_f32_or_f64(t)).collect();
+    if converted[0].dtype() == DType::F64 {
+        let slices: Vec<&[f64]> = converted.iter().map(|t| t.storage()).collect();
+        return f64_op(&slices)
+            .into_iter()
+            .zip(shapes)
+            .map(|(data, shape)| tensor(data, shape.clone(), DType::F64))
+            .collect();
+    }
+    let slices: Vec<&[f32]> = converted.iter().map(|t| t.storage()).collect();
+    f32_op(&slices)
+        .into_iter()
+        .zip(shapes)
+        .map(|(data, shape)| {
+            let out = tensor(data, shape.clone(), DType::F32);
+            match like {
+                DType::F16 => cast(out, FloatDType::F16),
+                DType::BF16 => cast(out, FloatDType::BF16),
+                _ => out,
+            }
+        })
+        .collect()
+}
+
+/// Whether this route takes a convolution of these operands.
+fn applies(x: &FlexTensor, weight: &FlexTensor) -> bool {
+    nchw_kernels_enabled()
+        && x.dtype() == weight.dtype()
+        && matches!(x.dtype(), DType::F32 | DType::F64 | DType::F16 | DType::BF16)
+        && x.layout().shape().num_dims() == 4
+}
+
+/// `conv2d(x, weight) + bias`, or `None` when the route is off or the dtype is not a float.
+pub(crate) fn forward(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: Option<&FlexTensor>,
+    options: &ConvOptions<2>,
+) -> Option<FlexTensor> {
+    if !applies(x, weight) {
+        return None;
+    }
+    let g = Geometry::new(x.layout().shape(), weight.layout().shape(), options);
+    let shape = vec![g.batch, g.c_out, g.h_out, g.w_out];
+    let mut inputs = vec![x, weight];
+    inputs.extend(bias);
+    with_elements(
+        &inputs,
+        x.dtype(),
+        &[shape],
+        |s| vec![forward_slices(s[0], s[1], s.get(2).copied(), &g)],
+        |s| vec![forward_slices(s[0], s[1], s.get(2).copied(), &g)],
+    )
+    .pop()
+}
+
+/// The gradient of `conv2d` for `x`, or `None` when the route is off.
+pub(crate) fn data_grad(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    output_grad: &FlexTensor,
+    options: &ConvOptions<2>,
+) -> Option<FlexTensor> {
+    if !applies(x, weight) {
+        return None;
+    }
+    let g = Geometry::new(x.layout().shape(), weight.layout().shape(), options);
+    debug_assert_eq!(output_grad.layout().shape()[2..], [g.h_out, g.w_out]);
+    let shape = x.layout().shape().to_vec();
+    with_elements(
+        &[output_grad, weight],
+        x.dtype(),
+        &[shape],
+        |s| vec![data_grad_slices(s[0], s[1], &g)],
+        |s| vec![data_grad_slices(s[0], s[1], &g)],
+    )
+    .pop()
+}
+
+/// The gradient of `conv2d` for `weight`, or `None` when the route is off.
+pub(crate) fn weight_grad(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    output_grad: &FlexTensor,
+    options: &ConvOptions<2>,
+) -> Option<FlexTensor> {
+    if !applies(x, weight) {
+        return None;
+    }
+    let g = Geometry::new(x.layout().shape(), weight.layout().shape(), options);
+    let shape = weight.layout().shape().to_vec();
+    with_elements(
+        &[x, output_grad],
+        weight.dtype(),
+        &[shape],
+        |s| vec![weight_grad_slices(s[0], s[1], &g)],
+        |s| vec![weight_grad_slices(s[0], s[1], &g)],
+    )
+    .pop()
+}
+
+/// The gradient of `conv2d` for `bias` (`output_grad` summed over images and positions), or
+/// `None` when the route is off.
+pub(crate) fn bias_grad(bias: &FlexTensor, output_grad: &FlexTensor) -> Option<FlexTensor> {
+    let dims = output_grad.layout().shape();
+    if !applies(output_grad, bias) || dims.num_dims() != 4 {
+        return None;
+    }
+    let (batch, c_out) = (dims[0], dims[1]);
+    with_elements(
+        &[output_grad],
+        bias.dtype(),
+        &[bias.layout().shape().to_vec()],
+        |s| vec![bias_grad_slices(s[0], batch, c_out)],
+        |s| vec![bias_grad_slices(s[0], batch, c_out)],
+    )
+    .pop()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Direct loops, the definition of a grouped, strided, dilated, padded convolution.
+    fn reference_forward(x: &[f64], w: &[f64], g: &Geometry) -> Vec<f64> {
+        let per_group_in = g.c_in / g.groups;
+        let per_group_out = g.c_out / g.groups;
+        let mut y = vec![0.0; g.batch * g.image_out()];
+        for b in 0..g.batch {
+            for co in 0..g.c_out {
+                let group = co / per_group_out;
+                for oy in 0..g.h_out {
+                    for ox in 0..g.w_out {
+                        let mut sum = 0.0;
+                        for cl in 0..per_group_in {
+                            let ci = group * per_group_in + cl;
+                            for ky in 0..g.kh {
+                                for kx in 0..g.kw {
+                                    let iy = (oy * g.stride[0] + ky * g.dilation[0]) as isize
+                                        - g.pad[0] as isize;
+                                    let ix = (ox * g.stride[1] + kx * g.dilation[1]) as isize
+                                        - g.pad[1] as isize;
+                                    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize
+                                    {
+                                        continue;
+                                    }
+                                    let xv = x[((b * g.c_in + ci) * g.h + iy as usize) * g.w
+                                        + ix as usize];
+                                    let wv = w[((co * per_group_in + cl) * g.kh + ky) * g.kw + kx];
+                                    sum += xv * wv;
+                                }
+                            }
+                        }
+                        y[((b * g.c_out + co) * g.h_out + oy) * g.w_out + ox] = sum;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    /// Deterministic values in [-1, 1).
+    fn values(len: usize, seed: u64) -> Vec<f64> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+            })
+            .collect()
+    }
+
+    fn geometries() -> Vec<Geometry> {
+        /// `[batch, c_in, h, w]`, `[c_out, kh, kw]`, stride, padding (begin, end), dilation, groups.
+        fn make(
+            [batch, c_in, h, w]: [usize; 4],
+            [c_out, kh, kw]: [usize; 3],
+            stride: [usize; 2],
+            pad: [usize; 2],
+            end: [usize; 2],
+            dilation: [usize; 2],
+            groups: usize,
+        ) -> Geometry {
+            let options = ConvOptions {
+                stride,
+                padding: [(pad[0], end[0]), (pad[1], end[1])],
+                dilation,
+                groups,
+            };
+            Geometry::new(&[batch, c_in, h, w], &[c_out, c_in / groups, kh, kw], &options)
+        }
+        vec![
+            make([3, 4, 8, 8], [5, 3, 3], [1, 1], [1, 1], [1, 1], [1, 1], 1), // ResNet's 3×3
+            make([2, 3, 7, 9], [4, 3, 3], [2, 2], [1, 1], [1, 1], [1, 1], 1), // strided, odd
+            make([2, 4, 6, 6], [6, 1, 1], [1, 1], [0, 0], [0, 0], [1, 1], 1), // pointwise
+            make([2, 4, 8, 8], [6, 1, 1], [2, 2], [0, 0], [0, 0], [1, 1], 1), // strided 1×1
+            make([1, 4, 9, 7], [4, 3, 2], [1, 2], [2, 0], [1, 1], [2, 1], 2), // groups, dilation
+            make([2, 2, 5, 5], [3, 5, 5], [1, 1], [0, 0], [0, 0], [1, 1], 1), // no padding
+            make([2, 2, 6, 6], [3, 2, 2], [1, 1], [0, 0], [1, 1], [1, 1], 1), // asymmetric pad
+            make([5, 3, 4, 4], [2, 3, 3], [3, 3], [1, 1], [1, 1], [1, 1], 1), // stride 3
+            make([2, 3, 6, 7], [4, 3, 3], [1, 1], [2, 2], [2, 2], [2, 2], 1), // dilated "same"
+            make([2, 2, 6, 5], [3, 3, 3], [1, 1], [0, 1], [0, 1], [1, 1], 1), // rows cropped
+        ]
+    }
+
+    fn assert_close(actual: &[f64], expected: &[f64], what: &str, g: &Geometry) {
+        assert_eq!(actual.len(), expected.len(), "{what} length, {g:?}");
+        for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+            assert!((a - e).abs() < 1e-10, "{what}[{i}] = {a}, expected {e}, {g:?}");
+        }
+    }
+
+    #[test]
+    fn forward_matches_direct_loops() {
+        for (i, g) in geometries().iter().enumerate() {
+            let x = values(g.batch * g.image_in(), i as u64);
+            let w = values(g.c_out * g.k(), 100 + i as u64);
+            let bias = values(g.c_out, 200 + i as u64);
+            let mut expected = reference_forward(&x, &w, g);
+            for (j, v) in expected.iter_mut().enumerate() {
+                *v += bias[(j / g.n()) % g.c_out];
+            }
+            assert_close(&forward_slices(&x, &w, Some(&bias), g), &expected, "y", g);
+        }
+    }
+
+    /// The gradients are the transposes of the forward map: for every input `x` and weight
+    /// `w`, `⟨conv(x, w), dy⟩ = ⟨x, dx(dy, w)⟩ = ⟨w, dw(x, dy)⟩`, and the gradient of one
+    /// coordinate is the forward map applied to a unit vector.
+    #[test]
+    fn gradients_are_the_transposed_forward_map() {
+        for (i, g) in geometries().iter().enumerate() {
+            let x = values(g.batch * g.image_in(), 300 + i as u64);
+            let w = values(g.c_out * g.k(), 400 + i as u64);
+            let dy = values(g.batch * g.image_out(), 500 + i as u64);
+            let dx = data_grad_slices(&dy, &w, g);
+            let dw = weight_grad_slices(&x, &dy, g);
+            // dx[j] = ⟨conv(e_j, w), dy⟩ and dw[j] = ⟨conv(x, e_j), dy⟩, by direct loops.
+            let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f64>();
+            let expected_dx: Vec<f64> = (0..x.len())
+                .map(|j| {
+                    let mut e = vec![0.0; x.len()];
+                    e[j] = 1.0;
+                    dot(&reference_forward(&e, &w, g), &dy)
+                })
+                .collect();
+            let expected_dw: Vec<f64> = (0..w.len())
+                .map(|j| {
+                    let mut e = vec![0.0; w.len()];
+                    e[j] = 1.0;
+                    dot(&reference_forward(&x, &e, g), &dy)
+                })
+                .collect();
+            assert_close(&dx, &expected_dx, "dx", g);
+            assert_close(&dw, &expected_dw, "dw", g);
+            let db = bias_grad_slices(&dy, g.batch, g.c_out);
+            let expected_db: Vec<f64> = (0..g.c_out)
+                .map(|c| {
+                    (0..g.batch)
+                        .map(|b| dy[(b * g.c_out + c) * g.n()..][..g.n()].iter().sum::<f64>())
+                        .sum()
+                })
+                .collect();
+            assert_close(&db, &expected_db, "db", g);
+        }
+    }
+
+    /// The adjoint identities `⟨conv(x, w), dy⟩ = ⟨x, dx⟩ = ⟨w, dw⟩` at the sizes of
+    /// CIFAR ResNets (too large for the unit-vector check above), with several threads.
+    #[test]
+    fn gradients_are_adjoint_at_resnet_sizes() {
+        let cases = [
+            ([16, 16, 32, 32], [16, 3, 3], [1, 1], [1, 1]),
+            ([16, 16, 32, 32], [32, 3, 3], [2, 2], [1, 1]),
+            ([16, 16, 32, 32], [32, 1, 1], [2, 2], [0, 0]),
+            ([16, 32, 16, 16], [64, 3, 3], [2, 2], [1, 1]),
+            ([16, 3, 32, 32], [16, 3, 3], [1, 1], [1, 1]),
+        ];
+        for (i, (x_shape, [c_out, kh, kw], stride, pad)) in cases.into_iter().enumerate() {
+            let options = ConvOptions::new(stride, pad, [1, 1], 1);
+            let g = Geometry::new(&x_shape, &[c_out, x_shape[1], kh, kw], &options);
+            let x = values(g.batch * g.image_in(), 600 + i as u64);
+            let w = values(g.c_out * g.k(), 700 + i as u64);
+            let dy = values(g.batch * g.image_out(), 800 + i as u64);
+            let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f64>();
+            let forward = dot(&forward_slices(&x, &w, None, &g), &dy);
+            let data = dot(&x, &data_grad_slices(&dy, &w, &g));
+            let weight = dot(&w, &weight_grad_slices(&x, &dy, &g));
+            let tol = 1e-9 * forward.abs().max(1.0);
+            assert!((forward - data).abs() < tol, "{g:?}: ⟨y, dy⟩ {forward} vs ⟨x, dx⟩ {data}");
+            assert!((forward - weight).abs() < tol, "{g:?}: ⟨y, dy⟩ {forward} vs ⟨w, dw⟩ {weight}");
+        }
+    }
+
+    #[test]
+    fn output_size_follows_burn() {
+        for (len, k, stride, pad, dilation) in [(32, 3, 1, 1, 1), (32, 3, 2, 1, 1), (7, 3, 2, 1, 1), (9, 2, 1, 2, 2), (8, 1, 2, 0, 1)] {
+            let options = ConvOptions::new([stride; 2], [pad; 2], [dilation; 2], 1);
+            let g = Geometry::new(&[1, 1, len, len], &[1, 1, k, k], &options);
+            let expected = burn_backend::ops::conv::calculate_conv_output_size(k, stride, pad, dilation, len);
+            assert_eq!([g.h_out, g.w_out], [expected; 2]);
+        }
+    }
+}
