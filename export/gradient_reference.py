@@ -1,19 +1,24 @@
 """Reference gradients for `trainer/tests/flex_kernels.rs`, computed by PyTorch in float64.
 
-The test writes its inputs (resnet20's seeded weights under Burn's names, one batch of the
-committed CIFAR sample, normalised, and its one-hot targets) when run with
-`FLEX_GRADIENT_DUMP=PATH`; this script loads them into the PyTorch twin of `torch_models.py`,
+The test writes its inputs for each model it checks (the seeded weights under Burn's names,
+one batch of the committed CIFAR sample, normalised, and its one-hot targets) to
+`DIR/<model>.json` when run with `FLEX_GRADIENT_DUMP=DIR`; this script loads one into the
+PyTorch twin of `torch_models.py` (dropout as the dump says),
 takes the cross-entropy loss in training mode (batch statistics) and writes, for the input
 and every parameter, the gradient's norm and its dot product with a fixed probe vector
 (element j: frac(j * 2654435761 / 2**32) - 0.5, the same in the test).
 
-    FLEX_GRADIENT_DUMP=/tmp/dump.json cargo test --release -p trainer --test flex_kernels
-    python export/gradient_reference.py /tmp/dump.json trainer/tests/fixtures/resnet20_step0_pytorch.json
+    mkdir -p /tmp/dumps
+    FLEX_GRADIENT_DUMP=/tmp/dumps cargo test --release -p trainer --test flex_kernels
+    for m in resnet20 basic-cnn; do
+      python export/gradient_reference.py /tmp/dumps/$m.json trainer/tests/fixtures/${m}_step0_pytorch.json
+    done
 
 Needs PyTorch (see the README's "Speed on the CPU" for a CPU-only install).
 """
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -24,9 +29,16 @@ import torch_models  # noqa: E402
 
 
 def torch_name(burn_name: str) -> str:
-    """`net.ResNet.stages.0.1.Basic.bn1.gamma` -> `stages.0.1.bn1.weight`."""
-    name = burn_name.replace("net.ResNet.", "").replace(".Basic.", ".")
+    """`net.ResNet.stages.0.1.Basic.bn1.gamma` -> `stages.0.1.bn1.weight`, as the
+    docstring of `torch_models.py` says."""
+    name = re.sub(r"^net\.[A-Za-z0-9]+\.", "", burn_name)
+    name = name.replace(".Basic.", ".").replace(".Conv.", ".")
     return name.replace(".gamma", ".weight").replace(".beta", ".bias")
+
+
+def transposed(name: str, shape: list) -> bool:
+    """Burn's `Linear` stores its weight `[in, out]`, PyTorch's `[out, in]`."""
+    return name.endswith(".weight") and len(shape) == 2
 
 
 def probe(n: int) -> torch.Tensor:
@@ -42,13 +54,16 @@ def summary(grad: torch.Tensor) -> dict:
 def main() -> int:
     dump_path, out_path = sys.argv[1:3]
     dump = json.loads(Path(dump_path).read_text())
-    net = torch_models.build("resnet20").double().train()
+    config = dict(torch_models.NET_CONFIGS[dump["model"]])
+    if dump["dropout"] is not None:
+        config["classifier_dropout"] = dump["dropout"]
+    net = torch_models.from_net_config(config).double().train()
     own = net.state_dict()
     state = {}
     for name, param in dump["params"].items():
         value = torch.tensor(param["values"], dtype=torch.float64).reshape(param["shape"])
-        if name.endswith("fc.weight"):
-            value = value.t()  # Burn's Linear stores [in, out]
+        if transposed(name, param["shape"]):
+            value = value.t()
         key = torch_name(name)
         if key not in own or own[key].shape != value.shape:
             raise SystemExit(f"{name}: no twin parameter {key} of shape {tuple(value.shape)}")
@@ -67,8 +82,8 @@ def main() -> int:
     grads = {"input": summary(images.grad)}
     for name in dump["params"]:
         grad = params[torch_name(name)].grad
-        grads[name] = summary(grad.t() if name.endswith("fc.weight") else grad)
-    out = {"model": "resnet20", "loss": loss.item(), "grads": grads}
+        grads[name] = summary(grad.t() if transposed(name, dump["params"][name]["shape"]) else grad)
+    out = {"model": dump["model"], "loss": loss.item(), "grads": grads}
     Path(out_path).write_text(json.dumps(out, indent=1) + "\n")
     print(f"loss {loss.item():.9f}; {len(grads)} gradients -> {out_path}")
     return 0
