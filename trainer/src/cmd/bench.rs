@@ -71,6 +71,32 @@ pub struct BenchArgs {
         default_value = "train,infer,data"
     )]
     pub phases: Vec<Phase>,
+    /// Flex's kernels for convolution and batch norm: this project's NCHW kernels, Flex's
+    /// generic route, or both one after the other (rows `flex` and `flex-generic`).
+    #[arg(long, value_enum, default_value_t = FlexKernels::Nchw)]
+    pub flex_kernels: FlexKernels,
+}
+
+/// Which kernels Flex runs convolutions and batch norms with (see `patches/README.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FlexKernels {
+    /// Per-image GEMM convolutions and two-pass batch norm on NCHW data (the default).
+    Nchw,
+    /// Flex's own route (NHWC tiled im2col, Burn's default backward passes).
+    Generic,
+    /// Both, generic first.
+    Both,
+}
+
+impl FlexKernels {
+    /// The settings to run, as (NCHW kernels on, backend-name suffix).
+    fn settings(self) -> Vec<(bool, &'static str)> {
+        match self {
+            Self::Nchw => vec![(true, "")],
+            Self::Generic => vec![(false, "-generic")],
+            Self::Both => vec![(false, "-generic"), (true, "")],
+        }
+    }
 }
 
 /// What is timed.
@@ -192,7 +218,7 @@ pub fn run(args: &BenchArgs) -> Result<Vec<BenchRow>> {
     );
     let normalization = Normalization::measure(&train.pixels);
     let selected = backend::select(args.backend)?;
-    let common = Common {
+    let mut common = Common {
         backend: selected.backend.to_string(),
         threads: rayon::current_num_threads(),
         warmup: args.warmup,
@@ -226,16 +252,25 @@ pub fn run(args: &BenchArgs) -> Result<Vec<BenchRow>> {
         args.infer_batch,
         args.warmup + args.steps,
     );
-    for config in &configs {
-        if args.phases.contains(&Phase::Train) {
-            let row = train_row(config, args, &common, &feed, &selected.device)?;
-            emit(row);
-        }
-        if args.phases.contains(&Phase::Infer) {
-            let row = infer_row(config, args, &common, &feed, &selected.device)?;
-            emit(row);
+    let settings = if selected.backend == Backend::Flex {
+        args.flex_kernels.settings()
+    } else {
+        vec![(true, "")]
+    };
+    for (nchw, suffix) in settings {
+        burn_flex::set_nchw_kernels(nchw);
+        common.backend = format!("{}{suffix}", selected.backend);
+        for config in &configs {
+            if args.phases.contains(&Phase::Train) {
+                emit(train_row(config, args, &common, &feed, &selected.device)?);
+            }
+            if args.phases.contains(&Phase::Infer) {
+                emit(infer_row(config, args, &common, &feed, &selected.device)?);
+            }
         }
     }
+    burn_flex::set_nchw_kernels(true);
+    common.backend = selected.backend.to_string();
     if args.phases.contains(&Phase::Data) {
         emit(data_row(&train, normalization, args, &common));
     }
@@ -250,7 +285,7 @@ pub fn run(args: &BenchArgs) -> Result<Vec<BenchRow>> {
 }
 
 /// The table's column titles (the same as `bench/pytorch_reference.py` prints, plus the
-/// backend).
+/// backend, which tells Flex's two kernel routes apart).
 fn header() -> String {
     format!(
         "{:<11} {:<5} {:>7} {:>9}   {:<27} {:>7}  {}",
