@@ -4,16 +4,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use burn::tensor::Device;
-use clap::{Args, Parser, Subcommand};
-use model::{Activation, Checkpoint, ModelOptions};
-use serde::{Deserialize, Serialize};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use model::Checkpoint;
 
 use crate::backend::{self, Backend};
 use crate::cmd::{
     bench::BenchArgs, eval::EvalArgs, gradcam::GradcamArgs, landscape::LandscapeArgs,
     lr_band::LrBandArgs, predict::PredictArgs, report::ReportArgs, ship::ShipArgs, viz::VizArgs,
 };
-use crate::train::TrainArgs;
+use crate::train::{TrainArgs, TrainJob};
 
 /// Train, evaluate and use CIFAR-10 classifiers on Burn (GPU through wgpu, CPU through Flex).
 ///
@@ -70,55 +69,42 @@ pub enum Command {
     Bench(BenchArgs),
 }
 
-/// Which model to build, and the options the seeds made selectable.
-#[derive(Args, Serialize, Deserialize, Clone, Debug)]
-pub struct ModelArgs {
-    /// Model name (see `trainer models`); also resnet<6n+2> and wrn-<depth>-<width>.
-    #[arg(short, long, default_value = "basic-cnn")]
-    pub model: String,
-    /// Activation function: relu, leaky-relu, sigmoid, tanh, swish, mish, selu, gelu
-    /// (mlp and the plain CNNs).
-    #[arg(long)]
-    pub activation: Option<Activation>,
-    /// Dropout probability (mlp, plain CNNs, wrn-*).
-    #[arg(long)]
-    pub dropout: Option<f64>,
-    /// Hidden width of the MLP.
-    #[arg(long)]
-    pub hidden: Option<usize>,
-    /// Convolution widths: small, medium, large, wide, deep, or a list like 32,64
-    /// (configurable-cnn, tiny-cnn).
-    #[arg(long)]
-    pub filters: Option<String>,
-    /// Classifier hidden widths: default, simplified, complex, none, or a list like 512,512
-    /// (configurable-cnn, vgg11, vgg11-bn).
-    #[arg(long)]
-    pub fc: Option<String>,
-    /// Batch norm after each convolution: true or false (configurable-cnn).
-    #[arg(long)]
-    pub batch_norm: Option<bool>,
-}
-
-impl ModelArgs {
-    /// The options as the model registry takes them.
-    pub fn options(&self) -> ModelOptions {
-        ModelOptions {
-            activation: self.activation,
-            dropout: self.dropout,
-            hidden: self.hidden,
-            filters: self.filters.clone(),
-            fc: self.fc.clone(),
-            batch_norm: self.batch_norm,
-        }
-    }
+/// What a command line asks for.
+#[derive(Debug)]
+pub enum Action {
+    /// Train (or, with `print_config`, only print the merged configuration).
+    Train {
+        /// The merged configuration and the run to continue.
+        job: TrainJob,
+        /// `--print-config`.
+        print_config: bool,
+    },
+    /// Any other subcommand.
+    Run(Command),
 }
 
 impl Cli {
-    /// Parses `argv` after putting the options of `--resume`, `--preset` and `--config` in
-    /// front of the user's own (see [`crate::train::args::expand`]).
-    pub fn parse_expanded(argv: Vec<String>) -> Result<Self> {
-        let argv = crate::train::args::expand(argv)?;
-        Ok(<Self as Parser>::try_parse_from(argv)?)
+    /// Parses `argv`; for `train`, also merges its configuration (see
+    /// [`TrainArgs::job`]). `trainer` alone is `trainer train`.
+    pub fn action(argv: Vec<String>) -> Result<Action> {
+        let matches = Self::command().try_get_matches_from(argv)?;
+        let cli = Self::from_arg_matches(&matches)?;
+        match cli.command {
+            Some(Command::Train(args)) => {
+                let sub = matches
+                    .subcommand_matches("train")
+                    .expect("the train subcommand matched");
+                Ok(Action::Train {
+                    job: args.job(sub)?,
+                    print_config: args.print_config,
+                })
+            }
+            Some(other) => Ok(Action::Run(other)),
+            None => Ok(Action::Train {
+                job: TrainArgs::parse_job::<&str>(&[])?,
+                print_config: false,
+            }),
+        }
     }
 }
 

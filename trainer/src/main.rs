@@ -1,30 +1,29 @@
 //! `trainer`: train, evaluate and use CIFAR-10 classifiers. See `trainer --help`.
 
 use anyhow::Result;
-use trainer::cli::{Cli, Command};
+use trainer::cli::{Action, Cli, Command};
 use trainer::cmd::{bench, eval, gradcam, landscape, lr_band, models, predict, report, ship, viz};
 use trainer::train;
 
 fn main() -> Result<()> {
     let argv: Vec<String> = std::env::args().collect();
-    let cli = match Cli::parse_expanded(argv) {
-        Ok(cli) => cli,
+    let command = match Cli::action(argv) {
+        Ok(Action::Train { job, print_config }) => {
+            if print_config {
+                print!("{}", job.config.to_toml()?);
+            } else {
+                train::run(&job)?;
+            }
+            return Ok(());
+        }
+        Ok(Action::Run(command)) => command,
         Err(e) => match e.downcast::<clap::Error>() {
             Ok(clap_error) => clap_error.exit(),
             Err(other) => return Err(other),
         },
     };
-    // `trainer` alone trains the default model with the defaults of `trainer train`.
-    let command = match cli.command {
-        Some(command) => command,
-        None => Cli::parse_expanded(vec!["trainer".into(), "train".into()])?
-            .command
-            .expect("`train` parses"),
-    };
     match command {
-        Command::Train(args) => {
-            train::run(&args)?;
-        }
+        Command::Train(_) => unreachable!("`Cli::action` turns `train` into a job"),
         Command::Eval(args) => print!("{}", eval::run(&args)?.1),
         Command::Predict(args) => print!("{}", predict::report(&predict::run(&args)?)),
         Command::Gradcam(args) => print!("{}", gradcam::report(&gradcam::run(&args)?)),

@@ -219,3 +219,60 @@ fn hopeless_trials_are_cut_after_their_first_epoch() {
     let metrics = std::fs::read_to_string(dir.join("cut/trial-000/metrics.csv")).unwrap();
     assert_eq!(metrics.lines().count(), 2, "one epoch of three: {metrics}");
 }
+
+#[test]
+fn a_search_named_train_over_list_values_records_and_resumes_from_the_command_line() {
+    let dir = temp("search-fc");
+    let file = dir.join("s.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "method = \"grid\"\nepochs = 1\n[fixed]\nmodel = \"configurable-cnn\"\nfilters = \"8,16\"\n\
+             backend = \"flex\"\nlimit = 96\nbatch-size = 32\nval-ratio = 0.25\ndata-dir = \"{}\"\n\
+             [space]\nfc = {{ choices = [\"32,16\", \"none\"] }}\n",
+            sample().display()
+        ),
+    )
+    .unwrap();
+    // `train` as the search's name once made the command line read it as `trainer train`.
+    let search = |resume: bool| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_trainer"));
+        command.args(["search", "--name", "train", "--config"]);
+        command.arg(&file).arg("--runs-dir").arg(dir.join("runs"));
+        if resume {
+            command.arg("--resume");
+        }
+        let out = command.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    search(false);
+    let search_dir = dir.join("runs/train");
+    let spec = SearchSpec::parse(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let results = search::read_csv(&search_dir.join("search.csv"), &spec).unwrap();
+    assert_eq!(results.len(), 2);
+    assert!(results.iter().all(|r| r.status == "ok"), "{results:?}");
+    // A value with a comma survives the CSV as the string it was.
+    assert_eq!(results[0].params[0].1, toml::Value::String("32,16".into()));
+    let config = std::fs::read_to_string(search_dir.join("trial-000/config.toml")).unwrap();
+    assert!(config.contains("fc = \"32,16\""), "{config}");
+
+    // Resuming a finished search re-runs nothing and keeps both rows.
+    let kept = search_dir.join("trial-000/best.safetensors");
+    let written = std::fs::metadata(&kept).unwrap().modified().unwrap();
+    search(true);
+    assert_eq!(
+        std::fs::metadata(&kept).unwrap().modified().unwrap(),
+        written
+    );
+    let again = search::read_csv(&search_dir.join("search.csv"), &spec).unwrap();
+    assert_eq!(again, results);
+    let report = search::report(&search::SearchReportArgs {
+        search: search_dir.clone(),
+    });
+    assert!(report.is_ok(), "{report:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

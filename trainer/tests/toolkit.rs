@@ -8,20 +8,11 @@ use std::process::{Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{sample, temp};
-use trainer::cli::{Cli, Command};
-use trainer::train::args::PRESETS;
-use trainer::train::{self, TrainArgs};
+use trainer::train::config::PRESETS;
+use trainer::train::{self, TrainArgs, TrainJob};
 
-fn parse(args: &[&str]) -> anyhow::Result<TrainArgs> {
-    let argv = ["trainer", "train"]
-        .iter()
-        .chain(args)
-        .map(|s| s.to_string())
-        .collect();
-    match Cli::parse_expanded(argv)?.command {
-        Some(Command::Train(a)) => Ok(*a),
-        other => panic!("{other:?}"),
-    }
+fn parse(args: &[&str]) -> anyhow::Result<TrainJob> {
+    TrainArgs::parse_job(args)
 }
 
 /// A quick tiny-cnn run on the sample with `extra` options; returns the per-epoch train loss.
@@ -131,13 +122,37 @@ fn config_files_presets_and_flags_combine_in_that_order() {
     )
     .unwrap();
     let f = file.to_str().unwrap();
-    let args = parse(&["--config", f, "--epochs", "3"]).unwrap();
+    let args = parse(&["--config", f, "--epochs", "3"]).unwrap().config;
     assert_eq!(
-        (args.model.model.as_str(), args.epochs, args.lr),
+        (args.model.model.as_str(), args.optim.epochs, args.optim.lr),
         ("tiny-cnn", 3, 0.002)
     );
     assert!(args.augment.flip);
-    assert_eq!(args.label_smoothing, 0.1);
+    assert_eq!(args.loss.label_smoothing, 0.1);
+    // The same options in sections, and flags over a preset over the file's defaults.
+    std::fs::write(
+        &file,
+        "[model]\nmodel = \"tiny-cnn\"\n[optim]\nepochs = 2\nlr = 0.002\n[augment]\nflip = true\n",
+    )
+    .unwrap();
+    let sectioned = parse(&["--config", f, "--epochs", "3"]).unwrap().config;
+    assert_eq!(sectioned.optim, args.optim);
+    assert_eq!(sectioned.augment, args.augment);
+    let layered = parse(&["--preset", "fast", "--config", f, "--lr", "0.3"])
+        .unwrap()
+        .config;
+    assert_eq!(
+        (
+            layered.model.model.as_str(),
+            layered.optim.epochs,
+            layered.optim.lr
+        ),
+        ("tiny-cnn", 2, 0.3)
+    );
+    assert_eq!(
+        layered.optim.batch_size, 512,
+        "the preset's batch size stays"
+    );
 
     std::fs::write(&file, "epochs = 2\nlearning_rate = 0.1\n").unwrap();
     let err = parse(&["--config", f]).unwrap_err().to_string();
@@ -148,12 +163,18 @@ fn config_files_presets_and_flags_combine_in_that_order() {
     std::fs::write(&file, "epochs = [2]\n").unwrap();
     assert!(parse(&["--config", f]).is_err());
 
-    let preset = parse(&["--preset", "seed004-tiny-cnn", "--epochs", "1"]).unwrap();
+    let preset = parse(&["--preset", "seed004-tiny-cnn", "--epochs", "1"])
+        .unwrap()
+        .config;
     assert_eq!(
-        (preset.model.model.as_str(), preset.epochs, preset.gamma),
+        (
+            preset.model.model.as_str(),
+            preset.optim.epochs,
+            preset.schedule.gamma
+        ),
         ("tiny-cnn", 1, 0.995)
     );
-    assert_eq!(preset.patience, Some(5));
+    assert_eq!(preset.stop.patience, Some(5));
     let err = parse(&["--preset", "seed999"]).unwrap_err().to_string();
     assert!(
         err.contains("unknown preset") && err.contains("seed004-tiny-cnn"),
@@ -162,11 +183,11 @@ fn config_files_presets_and_flags_combine_in_that_order() {
     // Every preset parses and names a buildable model; its options survive the round trip
     // through the run folder's config.toml.
     for (name, _) in PRESETS {
-        let args = parse(&["--preset", name]).unwrap();
+        let args = parse(&["--preset", name]).unwrap().config;
         model::ModelConfig::from_name(&args.model.model, &args.model.options()).unwrap();
         std::fs::write(&file, args.to_toml().unwrap()).unwrap();
-        let again = parse(&["--config", f]).unwrap();
-        assert_eq!(again.to_toml().unwrap(), args.to_toml().unwrap(), "{name}");
+        let again = parse(&["--config", f]).unwrap().config;
+        assert_eq!(again, args, "{name}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -11,7 +11,7 @@ use trainer::backend::{self, Backend};
 use trainer::cli::{Cli, Command};
 use trainer::cmd::{eval, predict};
 use trainer::data::CifarSet;
-use trainer::train::{self, TrainArgs};
+use trainer::train::{self, TrainArgs, TrainJob};
 
 fn parse(args: &[&str]) -> Command {
     Cli::try_parse_from(std::iter::once("trainer").chain(args.iter().copied()))
@@ -20,20 +20,16 @@ fn parse(args: &[&str]) -> Command {
         .unwrap()
 }
 
-fn train_args(extra: &[&str], runs: &Path) -> TrainArgs {
+fn train_args(extra: &[&str], runs: &Path) -> TrainJob {
     let data = sample();
     let mut args = vec![
-        "train",
         "--data-dir",
         data.to_str().unwrap(),
         "--runs-dir",
         runs.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    match parse(&args) {
-        Command::Train(a) => *a,
-        other => panic!("{other:?}"),
-    }
+    TrainArgs::parse_job(&args).unwrap()
 }
 
 /// Saves CIFAR-10 pixels (channel-major) as an RGB image scaled to `w × h`.
@@ -92,7 +88,7 @@ fn training_on_the_sample_lowers_the_loss_and_the_run_can_be_evaluated_and_used(
     assert_eq!(csv.lines().count(), 5, "{csv}");
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
-    assert_eq!(config["train"]["model"], "tiny-cnn");
+    assert_eq!(config["train"]["model"]["model"], "tiny-cnn");
     assert_eq!(config["train_images"], 400);
 
     // `eval` on the run folder reproduces the test accuracy the run reported.

@@ -149,7 +149,6 @@ fn report_gathers_a_run_into_one_self_contained_page() {
     let data = data.to_str().unwrap();
     let runs = root.to_str().unwrap();
     let train_args = [
-        "train",
         "--model",
         "tiny-cnn",
         "--epochs",
@@ -163,10 +162,8 @@ fn report_gathers_a_run_into_one_self_contained_page() {
         "--backend",
         "flex",
     ];
-    let Command::Train(a) = parse(&train_args) else {
-        panic!()
-    };
-    let outcome = trainer::train::run(&a).unwrap();
+    let job = trainer::train::TrainArgs::parse_job(&train_args).unwrap();
+    let outcome = trainer::train::run(&job).unwrap();
     let run = outcome.run_dir.to_str().unwrap();
     let Command::Eval(a) = parse(&["eval", "-c", run, "--data-dir", data, "--backend", "flex"])
     else {

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 /// Which augmentations to apply (all off by default).
 #[derive(Args, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+#[command(next_help_heading = "Augmentation")]
 pub struct Augment {
     /// Random crop: pad each side with this many black pixels, then crop 32 × 32 at random
     /// (0 = off; the seeds used 4).

@@ -2,7 +2,6 @@
 //! trials and resumes where an interrupted search stopped.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -10,9 +9,9 @@ use anyhow::{Context, Result, ensure};
 use clap::Args;
 
 use super::sampler::{Params, Sampler};
-use super::space::{SearchSpec, arg_value};
-use crate::cli::{Cli, Command};
-use crate::train;
+use super::space::{Dist, SearchSpec, arg_value};
+use crate::train::run_dir::write_atomic;
+use crate::train::{self, TrainConfig, TrainJob};
 
 /// Options of `trainer search`.
 #[derive(Args, Debug)]
@@ -87,10 +86,8 @@ pub fn run(args: &SearchArgs) -> Result<Vec<TrialResult>> {
             dir.display()
         );
         std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("search.toml"), &text)?;
-        let mut header: Vec<String> = FIXED_COLUMNS.iter().map(|c| c.to_string()).collect();
-        header.extend(spec.space.keys().cloned());
-        std::fs::write(&csv, header.join(",") + "\n")?;
+        write_atomic(&dir.join("search.toml"), text.as_bytes())?;
+        write_csv(&csv, &spec, &[])?;
     }
 
     let mut sampler = Sampler::new(&spec)?;
@@ -104,7 +101,9 @@ pub fn run(args: &SearchArgs) -> Result<Vec<TrialResult>> {
         }
         let result = run_trial(&spec, &dir, k, proposed);
         sampler.tell(&result.params, result.score)?;
-        append(&csv, &result)?;
+        results.push(result);
+        let result = results.last().expect("just pushed");
+        write_csv(&csv, &spec, &results)?;
         eprintln!(
             "trial {k}: {} score {}",
             result.status,
@@ -113,7 +112,6 @@ pub fn run(args: &SearchArgs) -> Result<Vec<TrialResult>> {
                 .map(|s| format!("{:.2}%", 100.0 * s))
                 .unwrap_or("-".into())
         );
-        results.push(result);
     }
     Ok(results)
 }
@@ -124,27 +122,11 @@ fn run_trial(spec: &SearchSpec, dir: &Path, k: usize, params: Params) -> TrialRe
     let trial_name = format!("trial-{k:03}");
     // A trial interrupted last time starts again from scratch.
     let _ = std::fs::remove_dir_all(dir.join(&trial_name));
-    let mut argv: Vec<String> = vec!["trainer".into(), "train".into()];
-    for (key, value) in spec.fixed.iter().chain(params.iter().map(|(k, v)| (k, v))) {
-        argv.push(format!("--{key}"));
-        argv.push(arg_value(value));
-    }
-    argv.extend([
-        "--epochs".into(),
-        spec.epochs.to_string(),
-        "--seed".into(),
-        (spec.seed + k as u64).to_string(),
-        "--runs-dir".into(),
-        dir.display().to_string(),
-        "--name".into(),
-        trial_name,
-    ]);
-    if let Some(cut) = spec.cut_below {
-        argv.extend(["--cut-below".into(), cut.to_string()]);
-    }
-    let outcome = Cli::parse_expanded(argv).and_then(|cli| match cli.command {
-        Some(Command::Train(args)) => train::run(&args),
-        _ => anyhow::bail!("not a training command"),
+    let outcome = trial_config(spec, dir, k, &params, trial_name).and_then(|config| {
+        train::run(&TrainJob {
+            config,
+            resume: None,
+        })
     });
     let seconds = start.elapsed().as_secs_f64();
     match outcome {
@@ -170,7 +152,7 @@ fn run_trial(spec: &SearchSpec, dir: &Path, k: usize, params: Params) -> TrialRe
         }
         Err(e) => TrialResult {
             trial: k,
-            status: format!("failed: {}", format!("{e:#}").replace([',', '\n'], ";")),
+            status: format!("failed: {}", format!("{e:#}").replace('\n', "; ")),
             score: None,
             test_accuracy: None,
             seconds,
@@ -179,69 +161,99 @@ fn run_trial(spec: &SearchSpec, dir: &Path, k: usize, params: Params) -> TrialRe
     }
 }
 
-fn append(csv: &Path, r: &TrialResult) -> Result<()> {
-    let opt = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
-    let mut line = format!(
-        "{},{},{},{},{:.1}",
-        r.trial,
-        r.status,
-        opt(r.score),
-        opt(r.test_accuracy),
-        r.seconds
-    );
-    for (_, value) in &r.params {
-        line.push(',');
-        line.push_str(&arg_value(value));
+/// Trial `k`'s configuration: the search's fixed options, then the trial's, then its budget,
+/// seed and folder.
+fn trial_config(
+    spec: &SearchSpec,
+    dir: &Path,
+    k: usize,
+    params: &Params,
+    name: String,
+) -> Result<TrainConfig> {
+    let mut own = toml::Table::new();
+    own.insert("epochs".into(), (spec.epochs as i64).into());
+    own.insert("seed".into(), ((spec.seed + k as u64) as i64).into());
+    own.insert("runs-dir".into(), dir.display().to_string().into());
+    own.insert("name".into(), name.into());
+    if let Some(cut) = spec.cut_below {
+        own.insert("cut-below".into(), cut.into());
     }
-    let mut file = std::fs::OpenOptions::new().append(true).open(csv)?;
-    writeln!(file, "{line}")?;
-    file.sync_all()?;
-    Ok(())
+    TrainConfig::layered(&[
+        ("the search's [fixed] options".into(), spec.fixed.clone()),
+        (
+            format!("the options of trial {k}"),
+            params.iter().cloned().collect(),
+        ),
+        (format!("trial {k}'s budget and folder"), own),
+    ])
+}
+
+/// Writes `search.csv` (atomically) with a row per result: the fixed columns, then one per
+/// searched option, in the space's order.
+fn write_csv(csv: &Path, spec: &SearchSpec, results: &[TrialResult]) -> Result<()> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let mut header: Vec<String> = FIXED_COLUMNS.iter().map(|c| c.to_string()).collect();
+    header.extend(spec.space.keys().cloned());
+    writer.write_record(&header)?;
+    let opt = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
+    for r in results {
+        let mut row = vec![
+            r.trial.to_string(),
+            r.status.clone(),
+            opt(r.score),
+            opt(r.test_accuracy),
+            format!("{:.1}", r.seconds),
+        ];
+        row.extend(r.params.iter().map(|(_, value)| arg_value(value)));
+        writer.write_record(&row)?;
+    }
+    let bytes = writer.into_inner().context("cannot write the CSV")?;
+    write_atomic(csv, &bytes)
 }
 
 /// Reads `search.csv` back (the searched options typed by the space).
 pub fn read_csv(csv: &Path, spec: &SearchSpec) -> Result<Vec<TrialResult>> {
-    let text =
-        std::fs::read_to_string(csv).with_context(|| format!("cannot read {}", csv.display()))?;
+    let at = |n: usize| format!("{} line {}", csv.display(), n + 2);
+    let mut reader =
+        csv::Reader::from_path(csv).with_context(|| format!("cannot read {}", csv.display()))?;
     let names: Vec<&String> = spec.space.keys().collect();
+    let expected = FIXED_COLUMNS.len() + names.len();
     let mut out = Vec::new();
-    for (n, line) in text
-        .lines()
-        .enumerate()
-        .skip(1)
-        .filter(|(_, l)| !l.is_empty())
-    {
-        let cells: Vec<&str> = line.split(',').collect();
+    for (n, record) in reader.records().enumerate() {
+        let cells = record.with_context(|| at(n))?;
         ensure!(
-            cells.len() == FIXED_COLUMNS.len() + names.len(),
-            "{} line {}: {} cells, expected {}",
-            csv.display(),
-            n + 1,
-            cells.len(),
-            FIXED_COLUMNS.len() + names.len()
+            cells.len() == expected,
+            "{}: {} cells, expected {expected}",
+            at(n),
+            cells.len()
         );
         let number = |s: &str| s.parse::<f64>().ok();
         let params = names
             .iter()
-            .zip(&cells[FIXED_COLUMNS.len()..])
-            .map(|(name, cell)| ((*name).clone(), typed(cell)))
+            .zip(cells.iter().skip(FIXED_COLUMNS.len()))
+            .map(|(name, cell)| ((*name).clone(), typed(cell, spec.space.get(*name))))
             .collect();
         out.push(TrialResult {
-            trial: cells[0]
-                .parse()
-                .with_context(|| format!("{} line {}", csv.display(), n + 1))?,
+            trial: cells[0].parse().with_context(|| at(n))?,
             status: cells[1].to_string(),
-            score: number(cells[2]),
-            test_accuracy: number(cells[3]),
-            seconds: number(cells[4]).unwrap_or(0.0),
+            score: number(&cells[2]),
+            test_accuracy: number(&cells[3]),
+            seconds: number(&cells[4]).unwrap_or(0.0),
             params,
         });
     }
     Ok(out)
 }
 
-/// A CSV cell as the TOML value it was written from.
-fn typed(cell: &str) -> toml::Value {
+/// A CSV cell as the TOML value it was written from: a choice is matched against the
+/// choices (so `"512,512"` or `"64"` come back as the strings they were), other ranges are
+/// numbers.
+fn typed(cell: &str, dist: Option<&Dist>) -> toml::Value {
+    if let Some(Dist::Choices(choices)) = dist
+        && let Some(choice) = choices.iter().find(|c| arg_value(c) == cell)
+    {
+        return choice.clone();
+    }
     if let Ok(i) = cell.parse::<i64>() {
         toml::Value::Integer(i)
     } else if let Ok(f) = cell.parse::<f64>() {

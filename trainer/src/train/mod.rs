@@ -1,7 +1,7 @@
 //! `trainer train`: the training loop, its options, its run folder and resuming.
 
-pub mod args;
 pub mod clip;
+pub mod config;
 pub mod loss;
 pub mod optim;
 pub mod run_dir;
@@ -23,7 +23,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde_json::json;
 
-pub use self::args::TrainArgs;
+pub use self::config::{TrainArgs, TrainConfig, TrainJob};
 use self::loss::Objective;
 use self::optim::OptimizerSpec;
 use self::run_dir::{EpochMetrics, RunDir};
@@ -64,48 +64,52 @@ fn epoch_seed(seed: u64, epoch: usize, stream: u64) -> u64 {
     seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((epoch as u64) << 8) ^ stream
 }
 
-fn check(args: &TrainArgs) -> Result<()> {
-    ensure!(args.epochs > 0, "--epochs must be at least 1");
+fn check(config: &TrainConfig) -> Result<()> {
+    ensure!(config.optim.epochs > 0, "--epochs must be at least 1");
     ensure!(
-        args.batch_size > 1,
+        config.optim.batch_size > 1,
         "--batch-size must be at least 2 (batch norm needs two samples)"
     );
     ensure!(
-        args.lr > 0.0 && args.lr.is_finite(),
+        config.optim.lr > 0.0 && config.optim.lr.is_finite(),
         "--lr must be a positive number"
     );
     ensure!(
-        (0.0..1.0).contains(&args.label_smoothing),
+        (0.0..1.0).contains(&config.loss.label_smoothing),
         "--label-smoothing must be in [0, 1)"
     );
-    ensure!(args.augment.mixup >= 0.0, "--mixup must be ≥ 0");
+    ensure!(config.augment.mixup >= 0.0, "--mixup must be ≥ 0");
     ensure!(
-        args.clip_norm.is_none_or(|c| c > 0.0),
+        config.optim.clip_norm.is_none_or(|c| c > 0.0),
         "--clip-norm must be positive"
     );
     ensure!(
-        args.classifier_lr.is_none() || args.classifier_optimizer.is_some(),
+        config.optim.classifier_lr.is_none() || config.optim.classifier_optimizer.is_some(),
         "--classifier-lr needs --classifier-optimizer"
     );
     ensure!(
-        args.cut_below.is_none_or(|c| (0.0..=1.0).contains(&c)),
+        config
+            .stop
+            .cut_below
+            .is_none_or(|c| (0.0..=1.0).contains(&c)),
         "--cut-below is an accuracy in 0–1"
     );
     Ok(())
 }
 
-/// Trains as `args` says and writes (or, with `--resume`, continues) the run folder.
-pub fn run(args: &TrainArgs) -> Result<TrainOutcome> {
-    check(args)?;
-    let config = ModelConfig::from_name(&args.model.model, &args.model.options())?;
+/// Trains as `job` says and writes (or, with `--resume`, continues) the run folder.
+pub fn run(job: &TrainJob) -> Result<TrainOutcome> {
+    let config = &job.config;
+    check(config)?;
+    let net = ModelConfig::from_name(&config.model.model, &config.model.options())?;
 
-    let data_dir = locate::find(args.data_dir.as_deref())?;
+    let data_dir = locate::find(config.data.data_dir.as_deref())?;
     let mut full = CifarSet::train(&data_dir)?;
-    if let Some(limit) = args.limit {
+    if let Some(limit) = config.data.limit {
         full = full.subset(&(0..limit.min(full.len())).collect::<Vec<_>>());
     }
     let test = Arc::new(CifarSet::test(&data_dir)?);
-    let (train, val) = full.split(args.val_ratio, args.seed)?;
+    let (train, val) = full.split(config.data.val_ratio, config.run.seed)?;
     ensure!(
         train.len() >= 2,
         "the training split has {} images; need at least 2",
@@ -114,7 +118,7 @@ pub fn run(args: &TrainArgs) -> Result<TrainOutcome> {
     let normalization = Normalization::measure(&train.pixels);
     let (train, val) = (Arc::new(train), Arc::new(val));
 
-    let selected = backend::select(args.backend)?;
+    let selected = backend::select(config.run.backend)?;
     let device = selected.device.clone();
     let ad_device = device.clone().autodiff();
     println!("Backend: {}", selected.description());
@@ -126,25 +130,25 @@ pub fn run(args: &TrainArgs) -> Result<TrainOutcome> {
         test.len()
     );
 
-    let mut model = init_model(&config, &ad_device, args.seed)?;
+    let mut model = init_model(&net, &ad_device, config.run.seed)?;
     let main = OptimizerSpec {
-        kind: args.optimizer,
-        momentum: args.momentum,
-        nesterov: args.nesterov,
-        weight_decay: args.weight_decay,
+        kind: config.optim.optimizer,
+        momentum: config.optim.momentum,
+        nesterov: config.optim.nesterov,
+        weight_decay: config.optim.weight_decay,
     };
-    let classifier = args.classifier_optimizer.map(|kind| OptimizerSpec {
+    let classifier = config.optim.classifier_optimizer.map(|kind| OptimizerSpec {
         kind,
         ..main.clone()
     });
-    let classifier_factor = args.classifier_lr.unwrap_or(args.lr) / args.lr;
+    let classifier_factor = config.optim.classifier_lr.unwrap_or(config.optim.lr) / config.optim.lr;
     let mut optimizer: ModuleOptimizer = optim::build(
         &model,
         &main,
         classifier.as_ref().map(|c| (c, classifier_factor)),
     );
 
-    let (run, mut state) = match &args.resume {
+    let (run, mut state) = match &job.resume {
         Some(dir) => {
             let run = RunDir::open(dir)?;
             let state = TrainState::load(&run)?;
@@ -158,19 +162,19 @@ pub fn run(args: &TrainArgs) -> Result<TrainOutcome> {
             (run, state)
         }
         None => (
-            RunDir::create(&args.runs_dir, args.name.as_deref(), &config.name)?,
+            RunDir::create(&config.run.runs_dir, config.run.name.as_deref(), &net.name)?,
             TrainState::default(),
         ),
     };
     println!(
         "Model: {} ({} parameters)",
-        config.name,
+        net.name,
         model.parameter_count()
     );
-    run.write("config.toml", args.to_toml()?.as_bytes())?;
+    run.write("config.toml", config.to_toml()?.as_bytes())?;
     let resolved = json!({
-        "train": args,
-        "model_config": config,
+        "train": config,
+        "model_config": net,
         "normalization": normalization,
         "backend": selected.description(),
         "data_dir": data_dir,
@@ -185,43 +189,49 @@ pub fn run(args: &TrainArgs) -> Result<TrainOutcome> {
     println!("Run folder: {}", run.path.display());
 
     let objective = Objective {
-        kind: args.loss,
-        label_smoothing: args.label_smoothing,
-        focal_alpha: args.focal_alpha,
-        focal_gamma: args.focal_gamma,
-        l1: args.l1,
-        l2: args.l2,
+        kind: config.loss.loss,
+        label_smoothing: config.loss.label_smoothing,
+        focal_alpha: config.loss.focal_alpha,
+        focal_gamma: config.loss.focal_gamma,
+        l1: config.loss.l1,
+        l2: config.loss.l2,
     };
     let schedule = Schedule {
-        kind: args.schedule,
-        lr: args.lr,
-        epochs: args.epochs,
-        step_size: args.step_size,
-        gamma: args.gamma,
-        eta_min: args.eta_min,
-        warmup_epochs: args.warmup_epochs,
+        kind: config.schedule.schedule,
+        lr: config.optim.lr,
+        epochs: config.optim.epochs,
+        step_size: config.schedule.step_size,
+        gamma: config.schedule.gamma,
+        eta_min: config.schedule.eta_min,
+        warmup_epochs: config.schedule.warmup_epochs,
     };
-    let steps_per_epoch =
-        train.len() / args.batch_size + usize::from(train.len() % args.batch_size >= 2);
+    let steps_per_epoch = train.len() / config.optim.batch_size
+        + usize::from(train.len() % config.optim.batch_size >= 2);
     let mut stopped_early = state.stopped_early.clone();
 
-    for epoch in state.epoch + 1..=args.epochs {
+    for epoch in state.epoch + 1..=config.optim.epochs {
         if stopped_early.is_some() {
             break;
         }
-        ad_device.seed(epoch_seed(args.seed, epoch, 1));
+        ad_device.seed(epoch_seed(config.run.seed, epoch, 1));
         let mut order: Vec<usize> = (0..train.len()).collect();
-        order.shuffle(&mut StdRng::seed_from_u64(epoch_seed(args.seed, epoch, 2)));
+        order.shuffle(&mut StdRng::seed_from_u64(epoch_seed(
+            config.run.seed,
+            epoch,
+            2,
+        )));
         let plan = BatchPlan {
-            batch_size: args.batch_size,
+            batch_size: config.optim.batch_size,
             min_last: 2,
             normalization,
-            augment: args
-                .augment
-                .any()
-                .then(|| (args.augment.clone(), epoch_seed(args.seed, epoch, 3))),
+            augment: config.augment.any().then(|| {
+                (
+                    config.augment.clone(),
+                    epoch_seed(config.run.seed, epoch, 3),
+                )
+            }),
         };
-        let bar = progress_bar(steps_per_epoch as u64, epoch, args.epochs);
+        let bar = progress_bar(steps_per_epoch as u64, epoch, config.optim.epochs);
         let start = Instant::now();
         let (mut seen, mut loss_sum, mut correct) = (0usize, 0f64, 0usize);
         let mut pending: Option<(Tensor<1>, Tensor<1, Int>)> = None;
@@ -245,7 +255,7 @@ pub fn run(args: &TrainArgs) -> Result<TrainOutcome> {
                 None => (batch_loss, hits),
             });
             let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-            if let Some(max_norm) = args.clip_norm {
+            if let Some(max_norm) = config.optim.clip_norm {
                 grads = clip::clip_global_norm(&model, grads, max_norm).0;
             }
             model = optimizer.step(lr, model, grads);
@@ -288,7 +298,10 @@ pub fn run(args: &TrainArgs) -> Result<TrainOutcome> {
         };
         let score = metrics.val.map(|v| v.1).unwrap_or(metrics.train_accuracy);
         let improved = state.best_score.is_none_or(|b| score > b);
-        if state.best_score.is_none_or(|b| score > b + args.min_delta) {
+        if state
+            .best_score
+            .is_none_or(|b| score > b + config.stop.min_delta)
+        {
             state.stale_epochs = 0;
         } else {
             state.stale_epochs += 1;
@@ -305,15 +318,15 @@ pub fn run(args: &TrainArgs) -> Result<TrainOutcome> {
             state.best_epoch = epoch;
             run.write("best.safetensors", &bytes)?;
         }
-        run.append_metrics(&metrics)?;
-        println!("{}", epoch_line(&metrics, args.epochs, improved));
+        println!("{}", epoch_line(&metrics, config.optim.epochs, improved));
         state.epoch = epoch;
         state.history.push(metrics);
+        run.rewrite_metrics(&state.history)?;
         crate::plot::curves(&run, &state.history)?;
-        if let Some(patience) = args.patience.filter(|&p| state.stale_epochs >= p) {
+        if let Some(patience) = config.stop.patience.filter(|&p| state.stale_epochs >= p) {
             let why = format!(
                 "early stop after epoch {epoch}: validation accuracy has not improved by {} for {patience} epochs (best {:.2}% at epoch {})",
-                args.min_delta,
+                config.stop.min_delta,
                 100.0 * state.best_score.unwrap_or(0.0),
                 state.best_epoch
             );
@@ -321,9 +334,10 @@ pub fn run(args: &TrainArgs) -> Result<TrainOutcome> {
             stopped_early = Some(why);
             state.stopped_early = stopped_early.clone();
         }
-        if let Some(floor) = args
+        if let Some(floor) = config
+            .stop
             .cut_below
-            .filter(|&f| epoch == args.cut_after && score < f)
+            .filter(|&f| epoch == config.stop.cut_after && score < f)
         {
             let why = format!(
                 "cut after epoch {epoch}: accuracy {:.2}% is below --cut-below {:.2}%",
@@ -341,12 +355,12 @@ pub fn run(args: &TrainArgs) -> Result<TrainOutcome> {
     let best_model = Checkpoint::from_bytes(&best_bytes, &device)?.model;
     let test_eval = evaluate(&best_model, &test, normalization, &device, 256)?;
     let history = &state.history;
-    let summary = summary(&config, &selected.name, history, &test_eval);
+    let summary = summary(&net, &selected.name, history, &test_eval);
     run.write("summary.txt", summary.as_bytes())?;
     run.write(
         "summary.json",
         serde_json::to_string_pretty(&json!({
-            "model": config.name,
+            "model": net.name,
             "parameters": model.parameter_count(),
             "backend": selected.name,
             "epochs": history.len(),
@@ -426,7 +440,7 @@ fn epoch_line(m: &EpochMetrics, epochs: usize, improved: bool) -> String {
 }
 
 fn summary(
-    config: &ModelConfig,
+    net: &ModelConfig,
     backend: &str,
     history: &[EpochMetrics],
     test: &Evaluation,
@@ -435,7 +449,7 @@ fn summary(
     let mut s = format!(
         "\n{} trained {} epochs on {backend} in {train_secs:.0} s ({:.0} img/s mean)\n\
          Test accuracy (best checkpoint): {:.2}% ({}/{}), test loss {:.4}\n",
-        config.name,
+        net.name,
         history.len(),
         history.iter().map(|m| m.images_per_sec).sum::<f64>() / history.len().max(1) as f64,
         100.0 * test.accuracy(),

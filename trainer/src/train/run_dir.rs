@@ -2,7 +2,6 @@
 //! the summary. Every file is written atomically (temporary file, then rename), so an
 //! interrupted run never leaves a half-written file.
 
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -97,8 +96,8 @@ impl RunDir {
         })
     }
 
-    /// Rewrites `metrics.csv` with exactly `history` (when resuming, rows of an epoch that
-    /// was interrupted are dropped).
+    /// Rewrites `metrics.csv` with exactly `history`, after every epoch (atomically, like
+    /// every file of the folder; when resuming, rows of an interrupted epoch are dropped).
     pub fn rewrite_metrics(&self, history: &[EpochMetrics]) -> Result<()> {
         let mut text = format!("{METRICS_HEADER}\n");
         for m in history {
@@ -116,17 +115,6 @@ impl RunDir {
     /// Writes `file` atomically.
     pub fn write(&self, file: &str, bytes: &[u8]) -> Result<()> {
         write_atomic(&self.file(file), bytes)
-    }
-
-    /// Appends one epoch to `metrics.csv`.
-    pub fn append_metrics(&self, metrics: &EpochMetrics) -> Result<()> {
-        let path = self.file("metrics.csv");
-        let mut file = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        writeln!(file, "{}", metrics.csv_row())?;
-        Ok(())
     }
 }
 
@@ -157,7 +145,7 @@ mod tests {
         assert_eq!(a.path, root.join("mlp-1"));
         assert_eq!(b.path, root.join("mlp-2"));
         assert!(RunDir::create(&root, Some("mlp-1"), "mlp").is_err());
-        a.append_metrics(&EpochMetrics {
+        a.rewrite_metrics(&[EpochMetrics {
             epoch: 1,
             train_loss: 2.0,
             train_accuracy: 0.25,
@@ -165,7 +153,7 @@ mod tests {
             lr: 0.001,
             seconds: 1.5,
             images_per_sec: 100.0,
-        })
+        }])
         .unwrap();
         let csv = std::fs::read_to_string(a.file("metrics.csv")).unwrap();
         assert_eq!(

@@ -1,0 +1,583 @@
+//! `trainer train`'s options as one typed configuration, [`TrainConfig`], and the one place
+//! where its sources are merged: the defaults, then a `--preset`, then a `--config` file, then
+//! a resumed run's stored `config.toml`, then the flags given on the command line.
+//!
+//! The configuration has sections (`[model]`, `[optim]`, `[schedule]`, `[loss]`, `[augment]`,
+//! `[stop]`, `[data]`, `[run]`) whose keys are the long flag names. A TOML file may write a
+//! key in its section or at the top level (`lr = 0.1` is `[optim] lr = 0.1`); an unknown key
+//! is an error naming the file. A run folder's `config.toml` is the merged configuration,
+//! written in sections, so it resumes and reproduces the run as it was.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::parser::ValueSource;
+use clap::{ArgAction, ArgMatches, Args, Command, FromArgMatches};
+use model::{Activation, ModelOptions};
+use serde::{Deserialize, Serialize};
+use toml::{Table, Value};
+
+use super::loss::LossKind;
+use super::optim::OptimizerKind;
+use super::schedule::ScheduleKind;
+use crate::backend::Backend;
+use crate::data::augment::Augment;
+
+/// The presets: each reproduces one seed's headline experiment (see `trainer/presets/`).
+pub const PRESETS: [(&str, &str); 10] = [
+    (
+        "seed001-mlp",
+        include_str!("../../presets/seed001-mlp.toml"),
+    ),
+    (
+        "seed004-tiny-cnn",
+        include_str!("../../presets/seed004-tiny-cnn.toml"),
+    ),
+    (
+        "seed002-basic-cnn",
+        include_str!("../../presets/seed002-basic-cnn.toml"),
+    ),
+    (
+        "seed002-improved-cnn",
+        include_str!("../../presets/seed002-improved-cnn.toml"),
+    ),
+    (
+        "seed002-residual-cnn",
+        include_str!("../../presets/seed002-residual-cnn.toml"),
+    ),
+    (
+        "seed002-vgg-a",
+        include_str!("../../presets/seed002-vgg-a.toml"),
+    ),
+    (
+        "seed002-vgg-a-bn",
+        include_str!("../../presets/seed002-vgg-a-bn.toml"),
+    ),
+    (
+        "seed003-resnet18",
+        include_str!("../../presets/seed003-resnet18.toml"),
+    ),
+    (
+        "seed003-wrn-28-10",
+        include_str!("../../presets/seed003-wrn-28-10.toml"),
+    ),
+    ("fast", include_str!("../../presets/fast.toml")),
+];
+
+/// Everything a training run is made from. Its defaults are the flags' defaults.
+#[derive(Args, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub optim: OptimConfig,
+    #[command(flatten)]
+    pub schedule: ScheduleConfig,
+    #[command(flatten)]
+    pub loss: LossConfig,
+    #[command(flatten)]
+    pub augment: Augment,
+    #[command(flatten)]
+    pub stop: StopConfig,
+    #[command(flatten)]
+    pub data: DataConfig,
+    #[command(flatten)]
+    pub run: RunConfig,
+}
+
+/// `[model]`: which network, and the options the seeds made selectable.
+#[derive(Args, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[command(next_help_heading = "Model")]
+pub struct ModelArgs {
+    /// Model name (see `trainer models`); also resnet<6n+2> and wrn-<depth>-<width>.
+    #[arg(short, long, default_value = "basic-cnn")]
+    pub model: String,
+    /// Activation function: relu, leaky-relu, sigmoid, tanh, swish, mish, selu, gelu
+    /// (mlp and the plain CNNs).
+    #[arg(long)]
+    pub activation: Option<Activation>,
+    /// Dropout probability (mlp, plain CNNs, wrn-*).
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// Hidden width of the MLP.
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Convolution widths: small, medium, large, wide, deep, or a list like 32,64
+    /// (configurable-cnn, tiny-cnn).
+    #[arg(long)]
+    pub filters: Option<String>,
+    /// Classifier hidden widths: default, simplified, complex, none, or a list like 512,512
+    /// (configurable-cnn, vgg11, vgg11-bn).
+    #[arg(long)]
+    pub fc: Option<String>,
+    /// Batch norm after each convolution: true or false (configurable-cnn).
+    #[arg(long)]
+    pub batch_norm: Option<bool>,
+}
+
+impl ModelArgs {
+    /// The options as the model registry takes them.
+    pub fn options(&self) -> ModelOptions {
+        ModelOptions {
+            activation: self.activation,
+            dropout: self.dropout,
+            hidden: self.hidden,
+            filters: self.filters.clone(),
+            fc: self.fc.clone(),
+            batch_norm: self.batch_norm,
+        }
+    }
+}
+
+/// `[optim]`: epochs, batch and the optimizer.
+#[derive(Args, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[command(next_help_heading = "Optimisation")]
+pub struct OptimConfig {
+    /// Passes over the training split.
+    #[arg(short, long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Images per mini-batch.
+    #[arg(short, long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Base (peak) learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Optimizer.
+    #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
+    pub optimizer: OptimizerKind,
+    /// Momentum (sgd, rmsprop, custom; 0 turns it off).
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// Nesterov momentum (sgd, custom).
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub nesterov: bool,
+    /// Weight decay: L2 added to the gradient (sgd, adam, rmsprop, custom), decoupled (adamw).
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// A second optimizer for the classifier (the fully connected head); the rest of the
+    /// network keeps --optimizer.
+    #[arg(long, value_enum)]
+    pub classifier_optimizer: Option<OptimizerKind>,
+    /// Learning rate of the classifier's optimizer, scaled by the schedule like --lr
+    /// [default: --lr].
+    #[arg(long)]
+    pub classifier_lr: Option<f64>,
+    /// Clip the gradients so that their global L2 norm is at most this.
+    #[arg(long)]
+    pub clip_norm: Option<f64>,
+}
+
+/// `[schedule]`: the learning rate over the epochs.
+#[derive(Args, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[command(next_help_heading = "Learning-rate schedule")]
+pub struct ScheduleConfig {
+    /// Learning-rate schedule.
+    #[arg(long, value_enum, default_value_t = ScheduleKind::Constant)]
+    pub schedule: ScheduleKind,
+    /// Epochs between decays (step schedule).
+    #[arg(long, default_value_t = 30)]
+    pub step_size: usize,
+    /// Decay factor (step and exponential schedules).
+    #[arg(long, default_value_t = 0.1)]
+    pub gamma: f64,
+    /// Final learning rate of the cosine schedule.
+    #[arg(long, default_value_t = 0.0)]
+    pub eta_min: f64,
+    /// Epochs of linear learning-rate warm-up (fractions allowed).
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup_epochs: f64,
+}
+
+/// `[loss]`: the objective.
+#[derive(Args, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[command(next_help_heading = "Loss")]
+pub struct LossConfig {
+    /// Loss function.
+    #[arg(long, value_enum, default_value_t = LossKind::CrossEntropy)]
+    pub loss: LossKind,
+    /// Label smoothing ε (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    pub label_smoothing: f64,
+    /// Focal loss α.
+    #[arg(long, default_value_t = 1.0)]
+    pub focal_alpha: f64,
+    /// Focal loss γ.
+    #[arg(long, default_value_t = 2.0)]
+    pub focal_gamma: f64,
+    /// L1 penalty on conv/linear weights.
+    #[arg(long, default_value_t = 0.0)]
+    pub l1: f64,
+    /// L2 penalty on conv/linear weights, added to the loss.
+    #[arg(long, default_value_t = 0.0)]
+    pub l2: f64,
+}
+
+/// `[stop]`: ending a run before its last epoch.
+#[derive(Args, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[command(next_help_heading = "Stopping early")]
+pub struct StopConfig {
+    /// Stop when validation accuracy has not improved by --min-delta for this many epochs.
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Smallest validation-accuracy gain (0–1) that counts as an improvement.
+    #[arg(long, default_value_t = 0.0)]
+    pub min_delta: f64,
+    /// Stop after epoch --cut-after when validation accuracy (0–1) is below this: drops
+    /// hopeless runs early (hyperparameter searches).
+    #[arg(long)]
+    pub cut_below: Option<f64>,
+    /// The epoch --cut-below looks at.
+    #[arg(long, default_value_t = 1)]
+    pub cut_after: usize,
+}
+
+/// `[data]`: where the images come from and how they are split.
+#[derive(Args, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[command(next_help_heading = "Data")]
+pub struct DataConfig {
+    /// Folder of the CIFAR-10 binary batches [default: $CIFAR10_DIR, then
+    /// data/cifar-10-batches-bin, downloaded there when missing].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Fraction of the training images held out for validation (0 disables validation;
+    /// the best checkpoint is then chosen by training accuracy).
+    #[arg(long, default_value_t = 0.1)]
+    pub val_ratio: f64,
+    /// Use only the first N training images (quick experiments).
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+/// `[run]`: seed, backend and the run folder.
+#[derive(Args, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[command(next_help_heading = "Run")]
+pub struct RunConfig {
+    /// Seed of the weight initialisation, the split, the shuffling, augmentation and dropout.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Compute backend: auto picks wgpu when a hardware GPU adapter exists, Flex otherwise.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    pub backend: Backend,
+    /// Where run folders are created.
+    #[arg(long, default_value = "runs")]
+    pub runs_dir: PathBuf,
+    /// Name of the run folder [default: <model>-<n>, the first free n].
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// The sections, by name, with the ids of their options (clap's ids: the field names).
+fn sections() -> Vec<(&'static str, Vec<String>)> {
+    fn ids<T: Args>(name: &'static str) -> (&'static str, Vec<String>) {
+        let command = T::augment_args(Command::new(name));
+        let ids = command
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .collect();
+        (name, ids)
+    }
+    vec![
+        ids::<ModelArgs>("model"),
+        ids::<OptimConfig>("optim"),
+        ids::<ScheduleConfig>("schedule"),
+        ids::<LossConfig>("loss"),
+        ids::<Augment>("augment"),
+        ids::<StopConfig>("stop"),
+        ids::<DataConfig>("data"),
+        ids::<RunConfig>("run"),
+    ]
+}
+
+/// A key as written in the configuration: the long flag name.
+fn key_of(id: &str) -> String {
+    id.replace('_', "-")
+}
+
+impl Default for TrainConfig {
+    /// The flags' defaults.
+    fn default() -> Self {
+        let matches = Self::augment_args(Command::new("train"))
+            .try_get_matches_from(["train"])
+            .expect("the defaults parse");
+        Self::from_arg_matches(&matches).expect("the defaults parse")
+    }
+}
+
+impl TrainConfig {
+    /// The configuration as TOML, in sections (a run folder's `config.toml`).
+    pub fn to_toml(&self) -> Result<String> {
+        Ok(toml::to_string(self)?)
+    }
+
+    /// The configuration as a TOML table.
+    fn table(&self) -> Table {
+        Table::try_from(self).expect("a configuration is a TOML table")
+    }
+
+    /// The defaults, overridden by each layer in turn; `layers` are `(origin, TOML table)`,
+    /// where `origin` names the source in errors.
+    pub fn layered(layers: &[(String, Table)]) -> Result<Self> {
+        let mut merged = Self::default().table();
+        for (origin, layer) in layers {
+            let layer = sectioned(layer, origin)?;
+            let mut candidate = merged.clone();
+            merge(&mut candidate, layer);
+            // Checked one layer at a time so that a wrong value names its source.
+            Self::deserialize(candidate.clone())
+                .map_err(|e| anyhow!("{origin}: {}", e.message()))?;
+            merged = candidate;
+        }
+        Ok(Self::deserialize(merged)?)
+    }
+
+    /// The options given on the command line in `matches` (which parsed `self`), as a table
+    /// in sections.
+    fn explicit(&self, matches: &ArgMatches) -> Table {
+        let all = self.table();
+        let mut out = Table::new();
+        for (section, ids) in sections() {
+            for id in ids {
+                if matches.value_source(&id) != Some(ValueSource::CommandLine) {
+                    continue;
+                }
+                let key = key_of(&id);
+                if let Some(value) = all.get(section).and_then(|s| s.get(&key)) {
+                    out.entry(section)
+                        .or_insert_with(|| Value::Table(Table::new()))
+                        .as_table_mut()
+                        .expect("a section is a table")
+                        .insert(key, value.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `layer` with every key in its section: top-level keys that name an option move into the
+/// option's section (`lr = 0.1` becomes `[optim] lr = 0.1`), `_` in keys reads as `-`.
+/// Unknown sections and keys are errors that name `origin`.
+fn sectioned(layer: &Table, origin: &str) -> Result<Table> {
+    let sections = sections();
+    let section_of = |key: &str| {
+        sections
+            .iter()
+            .find(|(_, ids)| ids.iter().any(|id| key_of(id) == key))
+            .map(|(name, _)| *name)
+    };
+    let mut out = Table::new();
+    let mut put = |section: &str, key: String, value: Value| {
+        out.entry(section)
+            .or_insert_with(|| Value::Table(Table::new()))
+            .as_table_mut()
+            .expect("a section is a table")
+            .insert(key, value);
+    };
+    for (written, value) in layer {
+        let key = written.replace('_', "-");
+        match (value, sections.iter().find(|(name, _)| *name == key)) {
+            // `[model]`, `[optim]`, …: a section (`model`, `schedule`, `loss` are also keys,
+            // but then not tables).
+            (Value::Table(table), Some((name, ids))) => {
+                for (inner, value) in table {
+                    let key = inner.replace('_', "-");
+                    if !ids.iter().any(|id| key_of(id) == key) {
+                        let known: Vec<_> = ids.iter().map(|id| key_of(id)).collect();
+                        bail!(
+                            "unknown option `{inner}` in section [{name}] of {origin}; \
+                             options there: {}",
+                            known.join(", ")
+                        );
+                    }
+                    put(name, key, value.clone());
+                }
+            }
+            _ => match section_of(&key) {
+                Some(section) => put(section, key, value.clone()),
+                None => bail!(
+                    "unknown option `{written}` in {origin}; see `trainer train --help` for the \
+                     option names (sections: {})",
+                    sections
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            },
+        }
+    }
+    Ok(out)
+}
+
+/// Copies every key of `layer` into `base`, section by section.
+fn merge(base: &mut Table, layer: Table) {
+    for (section, values) in layer {
+        let Value::Table(values) = values else {
+            continue;
+        };
+        let target = base
+            .entry(section)
+            .or_insert_with(|| Value::Table(Table::new()))
+            .as_table_mut()
+            .expect("a section is a table");
+        target.extend(values);
+    }
+}
+
+/// The TOML text of a preset.
+pub fn preset(name: &str) -> Result<&'static str> {
+    PRESETS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, t)| *t)
+        .ok_or_else(|| {
+            let names: Vec<_> = PRESETS.iter().map(|(n, _)| *n).collect();
+            anyhow!("unknown preset `{name}`; presets: {}", names.join(", "))
+        })
+}
+
+/// Parses TOML text; `origin` names it in errors.
+fn parse_table(text: &str, origin: &str) -> Result<Table> {
+    toml::from_str(text).with_context(|| format!("{origin} is not valid TOML"))
+}
+
+/// Options of `trainer train`: the configuration's flags and where else it comes from.
+#[derive(Args, Clone, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub options: TrainConfig,
+    /// Start from a preset: seed001-mlp, seed004-tiny-cnn, seed002-basic-cnn,
+    /// seed002-improved-cnn, seed002-residual-cnn, seed002-vgg-a, seed002-vgg-a-bn,
+    /// seed003-resnet18, seed003-wrn-28-10, fast. A config file and flags override it.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Read options from a TOML file (keys are the option names, at the top level or in
+    /// their sections); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Continue the run in this folder from its last completed epoch (after Ctrl-C or a
+    /// crash), with its stored options; flags such as --epochs override them.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Print the merged configuration (TOML) and exit without training.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+/// What `trainer train` runs: the merged configuration, and the run folder it continues.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainJob {
+    /// The configuration.
+    pub config: TrainConfig,
+    /// The run folder to continue (`--resume`).
+    pub resume: Option<PathBuf>,
+}
+
+impl TrainArgs {
+    /// Merges preset → config file → resumed run → the flags given in `matches` (the
+    /// matches of `train` that parsed `self`).
+    pub fn job(&self, matches: &ArgMatches) -> Result<TrainJob> {
+        let mut layers = Vec::new();
+        if let Some(name) = &self.preset {
+            layers.push((
+                format!("preset {name}"),
+                parse_table(preset(name)?, &format!("preset {name}"))?,
+            ));
+        }
+        if let Some(file) = &self.config {
+            let origin = file.display().to_string();
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read config file {origin}"))?;
+            layers.push((origin.clone(), parse_table(&text, &origin)?));
+        }
+        if let Some(run) = &self.resume {
+            let path = run.join("config.toml");
+            let origin = path.display().to_string();
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot resume {}: {origin} is missing", run.display()))?;
+            layers.push((origin.clone(), parse_table(&text, &origin)?));
+        }
+        layers.push(("the command line".into(), self.options.explicit(matches)));
+        Ok(TrainJob {
+            config: TrainConfig::layered(&layers)?,
+            resume: self.resume.clone(),
+        })
+    }
+
+    /// Parses the arguments of `trainer train` (without the program and subcommand names)
+    /// into its job, as the command line does.
+    pub fn parse_job<S: AsRef<str>>(args: &[S]) -> Result<TrainJob> {
+        let command = Self::augment_args(Command::new("train"));
+        let argv = std::iter::once("train").chain(args.iter().map(AsRef::as_ref));
+        let matches = command.try_get_matches_from(argv)?;
+        Self::from_arg_matches(&matches)?.job(&matches)
+    }
+}
+
+/// The stored configuration of a run folder.
+pub fn stored(run: &Path) -> Result<TrainConfig> {
+    let path = run.join("config.toml");
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {origin}"))?;
+    TrainConfig::layered(&[(origin.clone(), parse_table(&text, &origin)?)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_are_the_fields_of_the_configuration() {
+        let table = TrainConfig::default().table();
+        let names: Vec<_> = sections().iter().map(|(n, _)| n.to_string()).collect();
+        let mut keys: Vec<_> = table.keys().cloned().collect();
+        keys.sort();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+    }
+
+    #[test]
+    fn flat_and_sectioned_keys_mean_the_same() {
+        let flat: Table = toml::from_str("lr = 0.5\nbatch_size = 64\nflip = true").unwrap();
+        let nested: Table =
+            toml::from_str("[optim]\nlr = 0.5\nbatch-size = 64\n[augment]\nflip = true").unwrap();
+        let a = TrainConfig::layered(&[("flat".into(), flat)]).unwrap();
+        let b = TrainConfig::layered(&[("nested".into(), nested)]).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(
+            (a.optim.lr, a.optim.batch_size, a.augment.flip),
+            (0.5, 64, true)
+        );
+    }
+
+    #[test]
+    fn later_layers_win_and_errors_name_their_source() {
+        let first: Table = toml::from_str("lr = 0.5\nepochs = 3").unwrap();
+        let second: Table = toml::from_str("[optim]\nlr = 0.25").unwrap();
+        let config = TrainConfig::layered(&[("a".into(), first), ("b".into(), second)]).unwrap();
+        assert_eq!((config.optim.lr, config.optim.epochs), (0.25, 3));
+
+        let wrong: Table = toml::from_str("[optim]\nlearning-rate = 1").unwrap();
+        let err = TrainConfig::layered(&[("s.toml".into(), wrong)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("learning-rate") && err.contains("[optim]"),
+            "{err}"
+        );
+        let typed: Table = toml::from_str("epochs = \"many\"").unwrap();
+        let err = TrainConfig::layered(&[("t.toml".into(), typed)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("t.toml"), "{err}");
+    }
+}
