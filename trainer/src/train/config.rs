@@ -515,7 +515,8 @@ impl TrainArgs {
     /// Parses the arguments of `trainer train` (without the program and subcommand names)
     /// into its job, as the command line does.
     pub fn parse_job<S: AsRef<str>>(args: &[S]) -> Result<TrainJob> {
-        let command = Self::augment_args(Command::new("train"));
+        // As in `Cli`: a flag given twice takes its last value.
+        let command = Self::augment_args(Command::new("train").args_override_self(true));
         let argv = std::iter::once("train").chain(args.iter().map(AsRef::as_ref));
         let matches = command.try_get_matches_from(argv)?;
         Self::from_arg_matches(&matches)?.job(&matches)
