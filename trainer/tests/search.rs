@@ -201,7 +201,7 @@ fn hopeless_trials_are_cut_after_their_first_epoch() {
     std::fs::write(
         &file,
         format!(
-            "method = \"grid\"\nepochs = 3\ncut-below = 0.99\n[fixed]\nmodel = \"tiny-cnn\"\nbackend = \"flex\"\n\
+            "method = \"grid\"\nepochs = 3\ncut-below = 0.99\n[fixed]\npreset = \"seed004-tiny-cnn\"\nbackend = \"flex\"\n\
              data-dir = \"{}\"\n[space]\nlr = {{ choices = [0.003] }}\n",
             sample().display()
         ),
@@ -218,6 +218,13 @@ fn hopeless_trials_are_cut_after_their_first_epoch() {
     assert!(results[0].score.is_some(), "a cut trial keeps its score");
     let metrics = std::fs::read_to_string(dir.join("cut/trial-000/metrics.csv")).unwrap();
     assert_eq!(metrics.lines().count(), 2, "one epoch of three: {metrics}");
+    // The preset named in [fixed] under the search's own options.
+    let config = std::fs::read_to_string(dir.join("cut/trial-000/config.toml")).unwrap();
+    assert!(
+        config.contains("model = \"tiny-cnn\"") && config.contains("gamma = 0.995"),
+        "{config}"
+    );
+    assert!(config.contains("epochs = 3"), "{config}");
 }
 
 #[test]

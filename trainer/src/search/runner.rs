@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 
 use super::sampler::{Params, Sampler};
 use super::space::{Dist, SearchSpec, arg_value};
 use crate::train::run_dir::write_atomic;
-use crate::train::{self, TrainConfig, TrainJob};
+use crate::train::{self, TrainConfig, TrainJob, config};
 
 /// Options of `trainer search`.
 #[derive(Args, Debug)]
@@ -178,14 +178,20 @@ fn trial_config(
     if let Some(cut) = spec.cut_below {
         own.insert("cut-below".into(), cut.into());
     }
-    TrainConfig::layered(&[
-        ("the search's [fixed] options".into(), spec.fixed.clone()),
-        (
-            format!("the options of trial {k}"),
-            params.iter().cloned().collect(),
-        ),
-        (format!("trial {k}'s budget and folder"), own),
-    ])
+    let mut fixed = spec.fixed.clone();
+    let mut layers = Vec::new();
+    match fixed.remove("preset") {
+        Some(toml::Value::String(name)) => layers.push(config::preset_layer(&name)?),
+        Some(other) => bail!("`preset` in [fixed] must be a preset's name, not {other}"),
+        None => {}
+    }
+    layers.push(("the search's [fixed] options".into(), fixed));
+    layers.push((
+        format!("the options of trial {k}"),
+        params.iter().cloned().collect(),
+    ));
+    layers.push((format!("trial {k}'s budget and folder"), own));
+    TrainConfig::layered(&layers)
 }
 
 /// Writes `search.csv` (atomically) with a row per result: the fixed columns, then one per

@@ -444,6 +444,13 @@ pub fn preset(name: &str) -> Result<&'static str> {
         })
 }
 
+/// A preset as a configuration layer: `(origin, table)`.
+pub fn preset_layer(name: &str) -> Result<(String, Table)> {
+    let origin = format!("preset {name}");
+    let table = parse_table(preset(name)?, &origin)?;
+    Ok((origin, table))
+}
+
 /// Parses TOML text; `origin` names it in errors.
 fn parse_table(text: &str, origin: &str) -> Result<Table> {
     toml::from_str(text).with_context(|| format!("{origin} is not valid TOML"))
@@ -487,10 +494,7 @@ impl TrainArgs {
     pub fn job(&self, matches: &ArgMatches) -> Result<TrainJob> {
         let mut layers = Vec::new();
         if let Some(name) = &self.preset {
-            layers.push((
-                format!("preset {name}"),
-                parse_table(preset(name)?, &format!("preset {name}"))?,
-            ));
+            layers.push(preset_layer(name)?);
         }
         if let Some(file) = &self.config {
             let origin = file.display().to_string();
