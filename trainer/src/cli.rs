@@ -75,7 +75,7 @@ pub enum Action {
     /// Train (or, with `print_config`, only print the merged configuration).
     Train {
         /// The merged configuration and the run to continue.
-        job: TrainJob,
+        job: Box<TrainJob>,
         /// `--print-config`.
         print_config: bool,
     },
@@ -95,13 +95,13 @@ impl Cli {
                     .subcommand_matches("train")
                     .expect("the train subcommand matched");
                 Ok(Action::Train {
-                    job: args.job(sub)?,
+                    job: Box::new(args.job(sub)?),
                     print_config: args.print_config,
                 })
             }
             Some(other) => Ok(Action::Run(other)),
             None => Ok(Action::Train {
-                job: TrainArgs::parse_job::<&str>(&[])?,
+                job: Box::new(TrainArgs::parse_job::<&str>(&[])?),
                 print_config: false,
             }),
         }
