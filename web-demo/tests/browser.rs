@@ -70,6 +70,7 @@ fn expected_answers(dir: &Path) -> PathBuf {
 }
 
 #[test]
+#[ignore = "needs trunk, wasm-bindgen-cli, Chromium, node and npm ci in web-demo/e2e: run ./check"]
 fn the_page_classifies_and_explains_in_chromium_on_webgpu_and_on_the_cpu() {
     let dir = std::env::temp_dir().join(format!("cifar-burn-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
