@@ -64,6 +64,8 @@ pub enum Command {
     SearchReport(crate::search::SearchReportArgs),
     /// List every registered model with its parameter count.
     Models,
+    /// What a data folder holds (CIFAR-10 binary batches or an image folder).
+    Data(crate::cmd::data::DataArgs),
     /// Throughput of the training step, inference and the data pipeline per model (a table
     /// and a CSV; `bench/compare` puts it beside PyTorch's).
     Bench(BenchArgs),

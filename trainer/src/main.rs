@@ -2,7 +2,9 @@
 
 use anyhow::Result;
 use trainer::cli::{Action, Cli, Command};
-use trainer::cmd::{bench, eval, gradcam, landscape, lr_band, models, predict, report, ship, viz};
+use trainer::cmd::{
+    bench, data, eval, gradcam, landscape, lr_band, models, predict, report, ship, viz,
+};
 use trainer::train;
 
 fn main() -> Result<()> {
@@ -80,6 +82,9 @@ fn main() -> Result<()> {
             );
         }
         Command::Models => print!("{}", models::table()?),
+        Command::Data(args) => match &args.command {
+            data::DataCommand::Info(info) => print!("{}", data::info(info)?),
+        },
         Command::Bench(args) => {
             bench::run(&args)?;
             println!("wrote {}", args.csv.display());

@@ -1,12 +1,13 @@
 //! Finding the data set: `--data-dir`, then `CIFAR10_DIR`, then `data/cifar-10-batches-bin`,
-//! downloading it there when it is missing and the network allows.
+//! downloading it there when it is missing and the network allows. A given folder may also be
+//! an image folder (`train/<class>/…`, `test/<class>/…`): its cached binary batches are used.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
 use super::cifar::{TEST_FILE, TRAIN_FILES};
-use super::download;
+use super::{download, folder};
 
 /// The environment variable that points at the data set.
 pub const ENV_VAR: &str = "CIFAR10_DIR";
@@ -67,6 +68,9 @@ pub fn find(data_dir: Option<&Path>) -> Result<PathBuf> {
             });
         }
     };
+    if folder::is_image_folder(&dir) {
+        return Ok(folder::cached_batches(&dir, false)?.0);
+    }
     if !is_complete(&dir) {
         bail!(
             "{source} points at {} but it lacks {}; it must hold the CIFAR-10 binary batches \

@@ -20,7 +20,7 @@ pub enum ScheduleKind {
     /// Cosine annealing from the base rate to `eta_min` over the run.
     Cosine,
     /// One-cycle: rise from base/25 to the base rate over the first 30 % of the run (cosine),
-    /// then anneal to base/10⁴.
+    /// then anneal to base/25/10⁴ (PyTorch's `OneCycleLR` defaults).
     OneCycle,
 }
 

@@ -1,0 +1,157 @@
+//! Image-folder datasets on real CIFAR images (the committed sample written out as PNG and
+//! JPEG files): read, cached, refreshed, refused when wrong, and trained on.
+
+mod common;
+
+use std::path::Path;
+
+use common::{sample, temp};
+use image::{ImageFormat, RgbImage};
+use model::{CLASSES, IMAGE_VALUES};
+use trainer::cmd::data::{DataInfoArgs, info};
+use trainer::data::folder::{cached_batches, is_image_folder};
+use trainer::data::{CifarSet, locate};
+use trainer::train::{self, TrainArgs};
+
+/// Writes image `i` of `set` as `dir/<class>/<i>.<ext>`, scaled to `w × h`.
+fn save(set: &CifarSet, i: usize, dir: &Path, w: u32, h: u32, format: ImageFormat) {
+    let pixels = set.image(i);
+    let image = RgbImage::from_fn(32, 32, |x, y| {
+        let p = (y * 32 + x) as usize;
+        image::Rgb([pixels[p], pixels[1024 + p], pixels[2048 + p]])
+    });
+    let image = image::imageops::resize(&image, w, h, image::imageops::FilterType::Triangle);
+    let ext = if format == ImageFormat::Png {
+        "png"
+    } else {
+        "jpg"
+    };
+    let path = dir
+        .join(CLASSES[set.labels[i] as usize])
+        .join(format!("{i:04}.{ext}"));
+    image.save_with_format(path, format).unwrap();
+}
+
+#[test]
+fn an_image_folder_is_read_once_cached_checked_and_trained_on() {
+    let set = CifarSet::test(&sample()).unwrap();
+    let root = temp("image-folder");
+    for split in ["train", "test"] {
+        for class in CLASSES {
+            std::fs::create_dir_all(root.join(split).join(class)).unwrap();
+        }
+    }
+    // 60 training images as lossless 32 × 32 PNG, 30 test images as 64 × 48 JPEG.
+    for i in 0..60 {
+        save(&set, i, &root.join("train"), 32, 32, ImageFormat::Png);
+    }
+    for i in 60..90 {
+        save(&set, i, &root.join("test"), 64, 48, ImageFormat::Jpeg);
+    }
+    std::fs::write(root.join("train/cat/broken.jpg"), b"not really a JPEG").unwrap();
+    assert!(is_image_folder(&root));
+
+    let (cache, info) = cached_batches(&root, false).unwrap();
+    assert_eq!(info.bad.len(), 1);
+    assert!(
+        info.bad[0].file.ends_with("broken.jpg") && info.bad[0].reason.contains("not an image"),
+        "{:?}",
+        info.bad
+    );
+    let train = CifarSet::train(&cache).unwrap();
+    let test = CifarSet::test(&cache).unwrap();
+    assert_eq!((train.len(), test.len()), (60, 30));
+    // Class folders in CIFAR-10's (alphabetical) order, files by name; 32 × 32 PNGs are kept
+    // exactly.
+    let mut order: Vec<usize> = (0..60).collect();
+    order.sort_by_key(|&i| (set.labels[i], i));
+    for (k, &i) in order.iter().enumerate() {
+        assert_eq!(train.labels[k], set.labels[i]);
+        assert_eq!(train.image(k), set.image(i), "image {i}");
+    }
+    assert_eq!(info.sizes.max, (64, 48));
+    assert_eq!(info.sizes.min, (32, 32));
+    // The 64 × 48 JPEGs seen as their centre square: close to the originals.
+    let mut sorted: Vec<usize> = (60..90).collect();
+    sorted.sort_by_key(|&i| (set.labels[i], i));
+    let error: f64 = sorted
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| {
+            let (a, b) = (test.image(k), set.image(i));
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (*x as f64 - *y as f64).abs())
+                .sum::<f64>()
+        })
+        .sum::<f64>()
+        / (30 * IMAGE_VALUES) as f64;
+    assert!(error < 40.0, "mean error {error} per byte");
+
+    // The second time, the cache is used as it is; a changed folder rebuilds it.
+    let batch = cache.join("data_batch_1.bin");
+    let written = std::fs::metadata(&batch).unwrap().modified().unwrap();
+    assert_eq!(locate::find(Some(&root)).unwrap(), cache);
+    assert_eq!(
+        std::fs::metadata(&batch).unwrap().modified().unwrap(),
+        written
+    );
+    std::fs::remove_file(root.join("train/cat/broken.jpg")).unwrap();
+    let (_, info) = cached_batches(&root, true).unwrap();
+    assert!(info.bad.is_empty());
+    assert_eq!(CifarSet::train(&cache).unwrap().len(), 60);
+
+    // `--strict` refuses unusable files, naming them.
+    std::fs::write(root.join("test/dog/notes.txt"), b"taken on holiday").unwrap();
+    let err = format!("{:#}", cached_batches(&root, true).unwrap_err());
+    assert!(
+        err.contains("notes.txt") && err.contains("--strict"),
+        "{err}"
+    );
+    let report = info_report(&root);
+    assert!(
+        report.contains("image folder, 10 classes") && report.contains("notes.txt"),
+        "{report}"
+    );
+    assert!(
+        report.contains("total") && report.contains("60"),
+        "{report}"
+    );
+
+    // A training run reads it through --data-dir like the binary batches.
+    let runs = root.join("runs");
+    let job = TrainArgs::parse_job(&[
+        "--model",
+        "tiny-cnn",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--backend",
+        "flex",
+        "--data-dir",
+        root.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ])
+    .unwrap();
+    let outcome = train::run(&job).unwrap();
+    assert_eq!(outcome.test.total(), 30);
+
+    // Folders that are not CIFAR-10's classes are refused with the reason.
+    std::fs::rename(root.join("train/cat"), root.join("train/kitten")).unwrap();
+    let err = format!("{:#}", cached_batches(&root, false).unwrap_err());
+    assert!(
+        err.contains("kitten") && err.contains("ten classes"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+fn info_report(dir: &Path) -> String {
+    info(&DataInfoArgs {
+        dir: dir.to_path_buf(),
+        strict: false,
+    })
+    .unwrap()
+}
