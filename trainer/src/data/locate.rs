@@ -74,7 +74,8 @@ pub fn find(data_dir: Option<&Path>) -> Result<PathBuf> {
     if !is_complete(&dir) {
         bail!(
             "{source} points at {} but it lacks {}; it must hold the CIFAR-10 binary batches \
-             (data_batch_1..5.bin, test_batch.bin)",
+             (data_batch_1..5.bin, test_batch.bin) or be an image folder (train/<class>/…, \
+             test/<class>/…)",
             dir.display(),
             missing_files(&dir)
         );
