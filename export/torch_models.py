@@ -15,12 +15,17 @@ PyTorch `state_dict` key by
   * transposing linear weights (Burn stores `[in, out]`, PyTorch `[out, in]`).
 Pooling and dropout layers of the plain CNNs sit in `layers` too, so the indices agree.
 
+`load_exported(path)` builds the twin of a `trainer export --format pytorch` file (which
+already has these names and layouts) and loads it with `strict=True`.
+
 Run as a script, it prints each network and its parameter count and exits with status 1 if
 a count differs from `EXPECTED_PARAMS`.
 """
 
 from __future__ import annotations
 
+import json
+import struct
 import sys
 
 import torch
@@ -313,6 +318,41 @@ def count_params(module: nn.Module) -> int:
     """Number of trainable parameters (batch-norm running statistics are buffers, not
     counted)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+SAFETENSORS_DTYPES = {"F32": torch.float32, "I64": torch.int64}
+
+
+def read_safetensors(path: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and the metadata of a SafeTensors file (the format is a little-endian
+    header length, a JSON header, then the raw tensor bytes), without the `safetensors`
+    package."""
+    data = open(path, "rb").read()
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + length])
+    metadata = header.pop("__metadata__", {})
+    body = data[8 + length :]
+    tensors = {}
+    for name, entry in header.items():
+        start, end = entry["data_offsets"]
+        dtype = SAFETENSORS_DTYPES[entry["dtype"]]
+        flat = torch.frombuffer(bytearray(body[start:end]), dtype=dtype)
+        tensors[name] = flat.reshape(entry["shape"]).clone()
+    return tensors, metadata
+
+
+def load_exported(path: str) -> tuple[nn.Module, dict]:
+    """The twin of a `trainer export --format pytorch` file, with its weights loaded
+    (`strict=True`), in eval mode; and the file's metadata (`net_config`, `normalization`,
+    `classes` as parsed JSON)."""
+    state, metadata = read_safetensors(path)
+    if metadata.get("format") != "pytorch-state-dict":
+        raise ValueError(f"{path} is not a `trainer export --format pytorch` file")
+    meta = {key: json.loads(metadata[key]) for key in ("net_config", "normalization", "classes")}
+    meta["model"] = metadata.get("model")
+    net = from_net_config(meta["net_config"])
+    net.load_state_dict(state, strict=True)
+    return net.eval(), meta
 
 
 def main() -> int:

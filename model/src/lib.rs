@@ -12,6 +12,7 @@ pub mod error;
 mod layers;
 pub mod manifest;
 pub mod preprocess;
+pub mod pytorch;
 pub mod registry;
 pub mod zoo;
 

@@ -64,6 +64,9 @@ pub enum Command {
     SearchReport(crate::search::SearchReportArgs),
     /// List every registered model with its parameter count.
     Models,
+    /// A checkpoint in PyTorch's names and layouts (a state dict that the twins of
+    /// export/torch_models.py load with strict=True).
+    Export(crate::cmd::export::ExportArgs),
     /// What a data folder holds (CIFAR-10 binary batches or an image folder).
     Data(crate::cmd::data::DataArgs),
     /// Throughput of the training step, inference and the data pipeline per model (a table

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use trainer::cli::{Action, Cli, Command};
 use trainer::cmd::{
-    bench, data, eval, gradcam, landscape, lr_band, models, predict, report, ship, viz,
+    bench, data, eval, export, gradcam, landscape, lr_band, models, predict, report, ship, viz,
 };
 use trainer::train;
 
@@ -82,6 +82,7 @@ fn main() -> Result<()> {
             );
         }
         Command::Models => print!("{}", models::table()?),
+        Command::Export(args) => println!("wrote {}", export::run(&args)?.display()),
         Command::Data(args) => match &args.command {
             data::DataCommand::Info(info) => print!("{}", data::info(info)?),
         },

@@ -1,0 +1,56 @@
+"""The fixture of `trainer/tests/export.rs`: for each file made by
+`trainer export --format pytorch`, PyTorch loads it into its twin (`torch_models.load_exported`,
+`strict=True`) and records the state dict's names and shapes and the logits of the first
+images of the committed sample's test batch, normalised as the file's metadata says.
+
+    for m in tiny-cnn basic-cnn resnet20; do
+      target/release/trainer export -c weights/$m.safetensors -o /tmp/exp/$m.safetensors
+    done
+    python export/pytorch_fixture.py trainer/tests/fixtures/pytorch_export.json /tmp/exp/*.safetensors
+
+Needs PyTorch (see the README's "Speed on the CPU" for the install).
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "export"))
+import torch_models  # noqa: E402
+
+IMAGES = 8
+RECORD = 3073
+
+
+def sample_images(normalization: dict) -> torch.Tensor:
+    """The first `IMAGES` images of data/sample/test_batch.bin, normalised."""
+    data = (ROOT / "data/sample/test_batch.bin").read_bytes()[: IMAGES * RECORD]
+    rows = [list(data[i * RECORD + 1 : (i + 1) * RECORD]) for i in range(IMAGES)]
+    pixels = torch.tensor(rows, dtype=torch.float64).reshape(IMAGES, 3, 32, 32) / 255.0
+    mean = torch.tensor(normalization["mean"], dtype=torch.float64).reshape(1, 3, 1, 1)
+    std = torch.tensor(normalization["std"], dtype=torch.float64).reshape(1, 3, 1, 1)
+    return (pixels - mean) / std
+
+
+def main() -> int:
+    out_path, files = sys.argv[1], sys.argv[2:]
+    fixture = {"images": IMAGES}
+    for file in files:
+        net, meta = torch_models.load_exported(file)
+        state, _ = torch_models.read_safetensors(file)
+        with torch.no_grad():
+            logits = net.double()(sample_images(meta["normalization"]))
+        fixture[meta["model"]] = {
+            "tensors": {name: list(t.shape) for name, t in sorted(state.items())},
+            "logits": [round(v, 7) for v in logits.flatten().tolist()],
+        }
+        print(f"{meta['model']}: {len(state)} tensors loaded strictly from {file}")
+    Path(out_path).write_text(json.dumps(fixture, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+//! `trainer export`: a checkpoint in another framework's format. `pytorch` writes a PyTorch
+//! `state_dict` (SafeTensors) that the twins of `export/torch_models.py` load with
+//! `strict=True` (see `model::pytorch`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+
+use crate::cli::checkpoint_path;
+use crate::train::run_dir::write_atomic;
+
+/// Options of `trainer export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Checkpoint file, or a run folder (its best.safetensors).
+    #[arg(short, long)]
+    pub checkpoint: PathBuf,
+    /// What to write.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Pytorch)]
+    pub format: ExportFormat,
+    /// Output file [default: beside the checkpoint, `<name>.pytorch.safetensors`].
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Export formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// A PyTorch state dict in SafeTensors form, with the twins' names and layouts.
+    Pytorch,
+}
+
+/// Writes the export and returns its path.
+pub fn run(args: &ExportArgs) -> Result<PathBuf> {
+    let checkpoint = checkpoint_path(&args.checkpoint);
+    let bytes = std::fs::read(&checkpoint)
+        .with_context(|| format!("cannot read checkpoint {}", checkpoint.display()))?;
+    let out = args.out.clone().unwrap_or_else(|| default_out(&checkpoint));
+    let exported = match args.format {
+        ExportFormat::Pytorch => model::pytorch::state_dict(&bytes)
+            .with_context(|| format!("cannot export {}", checkpoint.display()))?,
+    };
+    write_atomic(&out, &exported)?;
+    Ok(out)
+}
+
+fn default_out(checkpoint: &Path) -> PathBuf {
+    let stem = checkpoint
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    checkpoint.with_file_name(format!("{stem}.pytorch.safetensors"))
+}

@@ -1,0 +1,110 @@
+//! `trainer export --format pytorch` on the shipped weights: the files load into the PyTorch
+//! twins with `strict=True` and give the same logits. The fixture was made by PyTorch from
+//! these exports (`export/pytorch_fixture.py`): the state dict's names and shapes, and the
+//! twin's logits on the first images of the committed sample.
+
+mod common;
+
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor};
+use common::{sample, temp};
+use model::{Checkpoint, IMAGE_VALUES};
+use serde_json::Value;
+use trainer::cmd::export::{ExportArgs, ExportFormat, run};
+use trainer::data::CifarSet;
+
+fn root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// Names and shapes of a SafeTensors file's tensors, and its metadata.
+fn header(path: &Path) -> (Vec<(String, Vec<u64>)>, Value) {
+    let bytes = std::fs::read(path).unwrap();
+    let length = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Map<String, Value> =
+        serde_json::from_slice(&bytes[8..8 + length]).unwrap();
+    let metadata = header.remove("__metadata__").unwrap_or(Value::Null);
+    let mut tensors: Vec<(String, Vec<u64>)> = header
+        .into_iter()
+        .map(|(name, entry)| {
+            let shape = entry["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap())
+                .collect();
+            (name, shape)
+        })
+        .collect();
+    tensors.sort();
+    (tensors, metadata)
+}
+
+#[test]
+fn shipped_weights_export_to_the_pytorch_twins() {
+    let fixture: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("trainer/tests/fixtures/pytorch_export.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let images = fixture["images"].as_u64().unwrap() as usize;
+    let test = CifarSet::test(&sample()).unwrap();
+    let pixels = &test.pixels[..images * IMAGE_VALUES];
+    let dir = temp("export");
+    for name in ["tiny-cnn", "basic-cnn", "resnet20"] {
+        let weights = root().join("weights").join(format!("{name}.safetensors"));
+        let out = run(&ExportArgs {
+            checkpoint: weights.clone(),
+            format: ExportFormat::Pytorch,
+            out: Some(dir.join(format!("{name}.safetensors"))),
+        })
+        .unwrap();
+        let expected = &fixture[name];
+        let (tensors, metadata) = header(&out);
+        let names: Vec<(String, Vec<u64>)> = expected["tensors"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(n, s)| {
+                let shape = s.as_array().unwrap().iter().map(|d| d.as_u64().unwrap());
+                (n.clone(), shape.collect())
+            })
+            .collect();
+        assert_eq!(tensors, names, "{name}: not the twin's state dict");
+        assert_eq!(metadata["model"], name);
+
+        // The twin's logits (float64) against Burn's from the original checkpoint.
+        let device = Device::flex();
+        let checkpoint =
+            Checkpoint::from_bytes(&std::fs::read(&weights).unwrap(), &device).unwrap();
+        let input = checkpoint.info.normalization.tensor(pixels, &device);
+        let logits: Tensor<2> = checkpoint.model.forward(input);
+        let ours: Vec<f32> = logits.into_data().try_into_vec().unwrap();
+        let theirs: Vec<f64> = expected["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(ours.len(), theirs.len());
+        let scale = theirs.iter().fold(1f64, |m, v| m.max(v.abs()));
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert!(
+                (*a as f64 - b).abs() <= 1e-4 * scale,
+                "{name}: logit {a} here, {b} in PyTorch"
+            );
+        }
+    }
+    let err = format!(
+        "{:#}",
+        run(&ExportArgs {
+            checkpoint: root().join("data/sample/test_batch.bin"),
+            format: ExportFormat::Pytorch,
+            out: Some(dir.join("x.safetensors")),
+        })
+        .unwrap_err()
+    );
+    assert!(err.contains("not a SafeTensors file"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
