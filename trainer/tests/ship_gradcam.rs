@@ -88,6 +88,19 @@ fn ship_records_measured_accuracy_size_and_hash() {
         other => panic!("{other:?}"),
     };
     assert_eq!(first.test_accuracy, evaluated.accuracy());
+    // The model card states what was measured, in its front matter and its text.
+    let card = std::fs::read_to_string(weights.join("small.md")).unwrap();
+    assert!(
+        card.starts_with("---\nlicense: MIT OR Apache-2.0\n"),
+        "{card}"
+    );
+    let value = format!("value: {:.4}", first.test_accuracy);
+    let percent = format!("**{:.2} %**", 100.0 * first.test_accuracy);
+    assert!(card.contains(&value) && card.contains(&percent), "{card}");
+    assert!(
+        card.contains(&first.sha256) && card.contains("| cat |"),
+        "{card}"
+    );
     ship_one(&basic, "big", true);
     let manifest: Manifest =
         serde_json::from_str(&std::fs::read_to_string(weights.join("manifest.json")).unwrap())

@@ -1,6 +1,6 @@
 //! `trainer ship`: copies a checkpoint into `weights/` and records it in `manifest.json` with
 //! its test accuracy (measured here, on the full test set), size, gzip size and SHA-256, so
-//! the web page and users can pick it.
+//! the web page and users can pick it; writes its model card (`weights/<name>.md`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -12,6 +12,7 @@ use flate2::{Compression, write::GzEncoder};
 use model::manifest::{Manifest, ShippedModel};
 use sha2::{Digest, Sha256};
 
+use super::card::model_card;
 use crate::backend::Backend;
 use crate::cli::{checkpoint_path, load_checkpoint};
 use crate::data::{CifarSet, locate};
@@ -93,6 +94,11 @@ pub fn run(args: &ShipArgs) -> Result<ShippedModel> {
     };
     std::fs::create_dir_all(&args.weights_dir)?;
     write_atomic(&args.weights_dir.join(&file), &bytes)?;
+    let card = model_card(&entry, &checkpoint.info, &result);
+    write_atomic(
+        &args.weights_dir.join(format!("{}.md", args.name)),
+        card.as_bytes(),
+    )?;
     manifest.upsert(entry.clone());
     if args.default || manifest.default.is_empty() {
         manifest.default = args.name.clone();
