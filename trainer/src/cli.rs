@@ -67,6 +67,8 @@ pub enum Command {
     /// A checkpoint in PyTorch's names and layouts (a state dict that the twins of
     /// export/torch_models.py load with strict=True).
     Export(crate::cmd::export::ExportArgs),
+    /// A checkpoint from a PyTorch state dict (SafeTensors) of one of the networks' twins.
+    Import(crate::cmd::import::ImportArgs),
     /// What a data folder holds (CIFAR-10 binary batches or an image folder).
     Data(crate::cmd::data::DataArgs),
     /// Throughput of the training step, inference and the data pipeline per model (a table

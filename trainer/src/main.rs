@@ -3,7 +3,8 @@
 use anyhow::Result;
 use trainer::cli::{Action, Cli, Command};
 use trainer::cmd::{
-    bench, data, eval, export, gradcam, landscape, lr_band, models, predict, report, ship, viz,
+    bench, data, eval, export, gradcam, import, landscape, lr_band, models, predict, report, ship,
+    viz,
 };
 use trainer::train;
 
@@ -83,6 +84,15 @@ fn main() -> Result<()> {
         }
         Command::Models => print!("{}", models::table()?),
         Command::Export(args) => println!("wrote {}", export::run(&args)?.display()),
+        Command::Import(args) => {
+            let checkpoint = import::run(&args)?;
+            println!(
+                "wrote {} ({}, {} parameters)",
+                args.out.display(),
+                checkpoint.model.config().name,
+                checkpoint.model.parameter_count()
+            );
+        }
         Command::Data(args) => match &args.command {
             data::DataCommand::Info(info) => print!("{}", data::info(info)?),
         },

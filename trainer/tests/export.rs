@@ -1,4 +1,4 @@
-//! `trainer export --format pytorch` on the shipped weights: the files load into the PyTorch
+//! `trainer export --format pytorch` and `trainer import --pytorch` on the shipped weights: the files load into the PyTorch
 //! twins with `strict=True` and give the same logits. The fixture was made by PyTorch from
 //! these exports (`export/pytorch_fixture.py`): the state dict's names and shapes, and the
 //! twin's logits on the first images of the committed sample.
@@ -12,7 +12,9 @@ use common::{sample, temp};
 use model::{Checkpoint, IMAGE_VALUES};
 use serde_json::Value;
 use trainer::cmd::export::{ExportArgs, ExportFormat, run};
+use trainer::cmd::import::{self, ImportArgs};
 use trainer::data::CifarSet;
+use trainer::train::config::ModelArgs;
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -107,4 +109,78 @@ fn shipped_weights_export_to_the_pytorch_twins() {
     );
     assert!(err.contains("not a SafeTensors file"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn exported_state_dicts_import_back_and_wrong_ones_are_refused_with_the_list() {
+    let dir = temp("import");
+    for name in ["tiny-cnn", "resnet20"] {
+        let weights = root().join("weights").join(format!("{name}.safetensors"));
+        let exported = run(&ExportArgs {
+            checkpoint: weights.clone(),
+            format: ExportFormat::Pytorch,
+            out: Some(dir.join(format!("{name}.pt.safetensors"))),
+        })
+        .unwrap();
+        let out = dir.join(format!("{name}.safetensors"));
+        let imported = import::run(&ImportArgs {
+            pytorch: exported,
+            model: model_args(name),
+            mean: None,
+            std: None,
+            out: out.clone(),
+        })
+        .unwrap();
+        // The same network, weights and normalisation as the original checkpoint.
+        let device = Device::flex();
+        let original = Checkpoint::from_bytes(&std::fs::read(&weights).unwrap(), &device).unwrap();
+        assert_eq!(imported.info.normalization, original.info.normalization);
+        let test = CifarSet::test(&sample()).unwrap();
+        let pixels = &test.pixels[..8 * IMAGE_VALUES];
+        let logits = |c: &Checkpoint| -> Vec<f32> {
+            let input = c.info.normalization.tensor(pixels, &device);
+            let out: Tensor<2> = c.model.forward(input);
+            out.into_data().try_into_vec().unwrap()
+        };
+        let reread = Checkpoint::from_bytes(&std::fs::read(&out).unwrap(), &device).unwrap();
+        assert_eq!(logits(&reread), logits(&original), "{name}");
+    }
+    // basic-cnn's state dict is not resnet20's: every difference is named.
+    let basic = run(&ExportArgs {
+        checkpoint: root().join("weights/basic-cnn.safetensors"),
+        format: ExportFormat::Pytorch,
+        out: Some(dir.join("basic.pt.safetensors")),
+    })
+    .unwrap();
+    let err = format!(
+        "{:#}",
+        import::run(&ImportArgs {
+            pytorch: basic,
+            model: model_args("resnet20"),
+            mean: None,
+            std: None,
+            out: dir.join("wrong.safetensors"),
+        })
+        .unwrap_err()
+    );
+    assert!(
+        err.contains("0 of 107 tensors mapped")
+            && err.contains("missing: fc.bias [10], fc.weight [10, 64]")
+            && err.contains("unexpected: hidden.0.linear.bias, hidden.0.linear.weight"),
+        "{err}"
+    );
+    assert!(!dir.join("wrong.safetensors").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn model_args(name: &str) -> ModelArgs {
+    ModelArgs {
+        model: name.into(),
+        activation: None,
+        dropout: None,
+        hidden: None,
+        filters: None,
+        fc: None,
+        batch_norm: None,
+    }
 }
