@@ -6,7 +6,8 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
-use crate::Activation;
+use crate::onnx::{Emit, Graph, join};
+use crate::{Activation, ModelError};
 
 /// A `k × k` convolution with "same" padding for odd `k` and the given stride.
 pub fn conv(
@@ -70,5 +71,15 @@ impl ConvBlock {
             None => x,
         };
         self.activation.apply(x)
+    }
+}
+
+impl Emit for ConvBlock {
+    fn emit(&self, g: &mut Graph, x: &str, scope: &str) -> Result<String, ModelError> {
+        let mut x = self.conv.emit(g, x, &join(scope, "conv"))?;
+        if let Some(bn) = &self.bn {
+            x = bn.emit(g, &x, &join(scope, "bn"))?;
+        }
+        Ok(g.activation(self.activation, &x))
     }
 }

@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod error;
 mod layers;
 pub mod manifest;
+pub mod onnx;
 pub mod preprocess;
 pub mod pytorch;
 pub mod registry;

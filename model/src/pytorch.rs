@@ -2,7 +2,8 @@
 //! PyTorch twins in `export/torch_models.py`, so that
 //! `twin.load_state_dict(state, strict=True)` takes them:
 //!
-//! * the `net.<Family>.` prefix and the enum variant segments (`.Conv.`, `.Basic.`) dropped:
+//! * the `net.<Family>.` prefix and the enum variant segments (`.Conv.`, `.Basic.`,
+//!   `.Bottleneck.`) dropped:
 //!   `net.ResNet.stages.1.0.Basic.conv1.weight` → `stages.1.0.conv1.weight`;
 //! * batch norm's `gamma` / `beta` renamed `weight` / `bias`, and each batch norm given the
 //!   `num_batches_tracked` counter PyTorch keeps (0: it only matters for momentum-free
@@ -28,7 +29,7 @@ pub fn torch_name(burn_name: &str) -> String {
         .map_or(burn_name, |(_, rest)| rest);
     let mut parts: Vec<&str> = rest
         .split('.')
-        .filter(|p| !matches!(*p, "Conv" | "Basic"))
+        .filter(|p| !matches!(*p, "Conv" | "Basic" | "Bottleneck"))
         .collect();
     if let Some(last) = parts.last_mut() {
         *last = match *last {

@@ -429,6 +429,11 @@ impl Model {
         &self.config
     }
 
+    /// The network itself.
+    pub(crate) fn net(&self) -> &Net {
+        &self.net
+    }
+
     /// Number of trainable parameters, as PyTorch counts them: weights, biases and batch-norm
     /// γ/β, but not the batch-norm running statistics (which Burn's `num_params` includes).
     pub fn parameter_count(&self) -> usize {

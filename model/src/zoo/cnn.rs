@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Staged, flatten};
 use crate::layers::{ConvBlock, max_pool2};
+use crate::onnx::{Emit, Graph, join};
 use crate::{Activation, IMAGE_SIZE, ModelError, NUM_CLASSES};
 
 /// One layer of the feature extractor.
@@ -213,5 +214,29 @@ impl Staged for Cnn {
         self.layers
             .iter()
             .rposition(|l| matches!(l, CnnLayer::Conv(_)))
+    }
+}
+
+impl Emit for Cnn {
+    fn emit(&self, g: &mut Graph, x: &str, scope: &str) -> Result<String, ModelError> {
+        let mut x = x.to_string();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let scope = join(scope, &format!("layers.{i}"));
+            x = match layer {
+                CnnLayer::Conv(block) => block.emit(g, &x, &scope)?,
+                CnnLayer::Pool(pool) => pool.emit(g, &x, &scope)?,
+                CnnLayer::Dropout(_) => x,
+            };
+        }
+        x = g.flatten(&x);
+        for (i, layer) in self.hidden.iter().enumerate() {
+            let scope = join(scope, &format!("hidden.{i}"));
+            x = layer.linear.emit(g, &x, &join(&scope, "linear"))?;
+            if let Some(bn) = &layer.bn {
+                x = bn.emit(g, &x, &join(&scope, "bn"))?;
+            }
+            x = g.activation(self.activation, &x);
+        }
+        self.output.emit(g, &x, &join(scope, "output"))
     }
 }

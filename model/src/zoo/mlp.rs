@@ -6,7 +6,8 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::{Staged, flatten};
-use crate::{Activation, IMAGE_VALUES, NUM_CLASSES};
+use crate::onnx::{Emit, Graph, join};
+use crate::{Activation, IMAGE_VALUES, ModelError, NUM_CLASSES};
 
 /// Configuration of [`Mlp`].
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -75,5 +76,16 @@ impl Staged for Mlp {
 
     fn cam_stage(&self) -> Option<usize> {
         None
+    }
+}
+
+impl Emit for Mlp {
+    fn emit(&self, g: &mut Graph, x: &str, scope: &str) -> Result<String, ModelError> {
+        let x = g.flatten(x);
+        let x = self.fc1.emit(g, &x, &join(scope, "fc1"))?;
+        let x = g.activation(self.activation, &x);
+        let x = self.fc2.emit(g, &x, &join(scope, "fc2"))?;
+        let x = g.activation(self.activation, &x);
+        self.fc3.emit(g, &x, &join(scope, "fc3"))
     }
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Staged, flatten};
 use crate::layers::{batch_norm, conv};
+use crate::onnx::{Emit, Graph, join};
 use crate::{ModelError, NUM_CLASSES};
 
 /// Configuration of [`ResNet`].
@@ -246,5 +247,68 @@ impl Staged for ResNet {
 
     fn cam_stage(&self) -> Option<usize> {
         Some(self.stages.len())
+    }
+}
+
+impl Emit for Projection {
+    fn emit(&self, g: &mut Graph, x: &str, scope: &str) -> Result<String, ModelError> {
+        let x = self.conv.emit(g, x, &join(scope, "conv"))?;
+        self.bn.emit(g, &x, &join(scope, "bn"))
+    }
+}
+
+/// The shortcut branch of a block as a graph: the input itself or its projection.
+fn emit_shortcut(
+    projection: &Option<Projection>,
+    g: &mut Graph,
+    x: &str,
+    scope: &str,
+) -> Result<String, ModelError> {
+    match projection {
+        Some(p) => p.emit(g, x, &join(scope, "shortcut")),
+        None => Ok(x.to_string()),
+    }
+}
+
+impl Emit for Block {
+    fn emit(&self, g: &mut Graph, x: &str, scope: &str) -> Result<String, ModelError> {
+        let (out, shortcut) = match self {
+            Block::Basic(b) => {
+                let out = b.conv1.emit(g, x, &join(scope, "conv1"))?;
+                let out = b.bn1.emit(g, &out, &join(scope, "bn1"))?;
+                let out = g.relu(&out);
+                let out = b.conv2.emit(g, &out, &join(scope, "conv2"))?;
+                (b.bn2.emit(g, &out, &join(scope, "bn2"))?, &b.shortcut)
+            }
+            Block::Bottleneck(b) => {
+                let out = b.conv1.emit(g, x, &join(scope, "conv1"))?;
+                let out = b.bn1.emit(g, &out, &join(scope, "bn1"))?;
+                let out = g.relu(&out);
+                let out = b.conv2.emit(g, &out, &join(scope, "conv2"))?;
+                let out = b.bn2.emit(g, &out, &join(scope, "bn2"))?;
+                let out = g.relu(&out);
+                let out = b.conv3.emit(g, &out, &join(scope, "conv3"))?;
+                (b.bn3.emit(g, &out, &join(scope, "bn3"))?, &b.shortcut)
+            }
+        };
+        let skip = emit_shortcut(shortcut, g, x, scope)?;
+        let sum = g.add(&out, &skip);
+        Ok(g.relu(&sum))
+    }
+}
+
+impl Emit for ResNet {
+    fn emit(&self, g: &mut Graph, x: &str, scope: &str) -> Result<String, ModelError> {
+        let x = self.stem.emit(g, x, &join(scope, "stem"))?;
+        let x = self.stem_bn.emit(g, &x, &join(scope, "stem_bn"))?;
+        let mut x = g.relu(&x);
+        for (i, stage) in self.stages.iter().enumerate() {
+            for (b, block) in stage.iter().enumerate() {
+                x = block.emit(g, &x, &join(scope, &format!("stages.{i}.{b}")))?;
+            }
+        }
+        let x = g.global_average_pool(&x);
+        let x = g.flatten(&x);
+        self.fc.emit(g, &x, &join(scope, "fc"))
     }
 }

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Staged, flatten};
 use crate::layers::{ConvBlock, max_pool2};
-use crate::{Activation, NUM_CLASSES};
+use crate::onnx::{Emit, Graph, join};
+use crate::{Activation, ModelError, NUM_CLASSES};
 
 /// Configuration of [`ResNet9`].
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -118,5 +119,33 @@ impl Staged for ResNet9 {
 
     fn cam_stage(&self) -> Option<usize> {
         Some(3)
+    }
+}
+
+impl Emit for Stage {
+    fn emit(&self, g: &mut Graph, x: &str, scope: &str) -> Result<String, ModelError> {
+        let x = self.conv.emit(g, x, &join(scope, "conv"))?;
+        let x = self.pool.emit(g, &x, &join(scope, "pool"))?;
+        match &self.residual {
+            Some([a, b]) => {
+                let r = a.emit(g, &x, &join(scope, "residual.0"))?;
+                let r = b.emit(g, &r, &join(scope, "residual.1"))?;
+                Ok(g.add(&x, &r))
+            }
+            None => Ok(x),
+        }
+    }
+}
+
+impl Emit for ResNet9 {
+    fn emit(&self, g: &mut Graph, x: &str, scope: &str) -> Result<String, ModelError> {
+        let x = self.prep.emit(g, x, &join(scope, "prep"))?;
+        let x = self.layer1.emit(g, &x, &join(scope, "layer1"))?;
+        let x = self.layer2.emit(g, &x, &join(scope, "layer2"))?;
+        let x = self.layer3.emit(g, &x, &join(scope, "layer3"))?;
+        let x = self.global_max.emit(g, &x, &join(scope, "global_max"))?;
+        let x = g.flatten(&x);
+        let x = self.fc.emit(g, &x, &join(scope, "fc"))?;
+        Ok(g.scale(&x, &join(scope, "logit_scale"), self.logit_scale as f32))
     }
 }

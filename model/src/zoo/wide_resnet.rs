@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Staged, flatten};
 use crate::layers::{batch_norm, conv};
+use crate::onnx::{Emit, Graph, join};
 use crate::{ModelError, NUM_CLASSES};
 
 /// Configuration of [`WideResNet`]: WRN-`depth`-`widen`.
@@ -145,5 +146,37 @@ impl Staged for WideResNet {
 
     fn cam_stage(&self) -> Option<usize> {
         Some(self.stages.len())
+    }
+}
+
+impl Emit for WideBlock {
+    fn emit(&self, g: &mut Graph, x: &str, scope: &str) -> Result<String, ModelError> {
+        let pre = self.bn1.emit(g, x, &join(scope, "bn1"))?;
+        let pre = g.relu(&pre);
+        let out = self.conv1.emit(g, &pre, &join(scope, "conv1"))?;
+        let out = self.bn2.emit(g, &out, &join(scope, "bn2"))?;
+        let out = g.relu(&out);
+        let out = self.conv2.emit(g, &out, &join(scope, "conv2"))?;
+        let skip = match &self.shortcut {
+            Some(c) => c.emit(g, &pre, &join(scope, "shortcut"))?,
+            None => x.to_string(),
+        };
+        Ok(g.add(&out, &skip))
+    }
+}
+
+impl Emit for WideResNet {
+    fn emit(&self, g: &mut Graph, x: &str, scope: &str) -> Result<String, ModelError> {
+        let mut x = self.stem.emit(g, x, &join(scope, "stem"))?;
+        for (i, stage) in self.stages.iter().enumerate() {
+            for (b, block) in stage.iter().enumerate() {
+                x = block.emit(g, &x, &join(scope, &format!("stages.{i}.{b}")))?;
+            }
+        }
+        let x = self.bn.emit(g, &x, &join(scope, "bn"))?;
+        let x = g.relu(&x);
+        let x = g.global_average_pool(&x);
+        let x = g.flatten(&x);
+        self.fc.emit(g, &x, &join(scope, "fc"))
     }
 }
