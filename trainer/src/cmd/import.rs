@@ -1,13 +1,19 @@
 //! `trainer import --pytorch FILE --model NAME`: a checkpoint from a PyTorch `state_dict` of
-//! the twin of one of this project's networks (SafeTensors; the names and layouts of
-//! `export/torch_models.py`, as `trainer export --format pytorch` writes them).
+//! the twin of one of this project's networks: SafeTensors (as `trainer export --format
+//! pytorch` writes them) or a `torch.save` file (`.pt`/`.pth`, any of PyTorch's formats, the
+//! state dict at the top or nested in a training checkpoint), with the names and layouts of
+//! `export/torch_models.py` or the other names `model::pytorch::from_state_dict` maps
+//! (torchvision-style ResNets, the seed projects' CNNs).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::Args;
+use half::{bf16, f16};
 use model::{Checkpoint, CheckpointInfo, ModelConfig, Normalization};
+use pytorch_reader::{DType, PytorchReader};
+use safetensors::tensor::{Dtype, TensorView};
 
 use crate::train::config::ModelArgs;
 use crate::train::run_dir::write_atomic;
@@ -15,7 +21,7 @@ use crate::train::run_dir::write_atomic;
 /// Options of `trainer import`.
 #[derive(Args, Debug)]
 pub struct ImportArgs {
-    /// The PyTorch state dict, as SafeTensors.
+    /// The PyTorch state dict: SafeTensors, or a `torch.save` file (.pt/.pth).
     #[arg(long)]
     pub pytorch: PathBuf,
     #[command(flatten)]
@@ -34,8 +40,7 @@ pub struct ImportArgs {
 
 /// Writes the checkpoint and returns it.
 pub fn run(args: &ImportArgs) -> Result<Checkpoint> {
-    let state = std::fs::read(&args.pytorch)
-        .with_context(|| format!("cannot read {}", args.pytorch.display()))?;
+    let state = read_state_dict(&args.pytorch)?;
     let config = ModelConfig::from_name(&args.model.model, &args.model.options())?;
     let normalization = normalization(args, &state)?;
     let cpu = Device::flex();
@@ -86,4 +91,59 @@ fn normalization(args: &ImportArgs, state: &[u8]) -> Result<Normalization> {
          {{\"normalization\": {{\"mean\": [...], \"std\": [...]}}}} in {}",
         beside.display()
     )
+}
+
+/// The state dict in `path` as SafeTensors bytes: the file itself when it is SafeTensors,
+/// else a `torch.save` file read with `pytorch-reader` (floating-point tensors as float32).
+fn read_state_dict(path: &Path) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    // SafeTensors: an 8-byte header length, then the JSON header.
+    if bytes.get(8) == Some(&b'{') {
+        return Ok(bytes);
+    }
+    let reader = PytorchReader::new(path).with_context(|| {
+        format!(
+            "{} is neither SafeTensors nor a PyTorch checkpoint",
+            path.display()
+        )
+    })?;
+    let mut tensors = Vec::new();
+    for (name, tensor) in reader.tensors() {
+        let data = tensor
+            .read()
+            .with_context(|| format!("cannot read tensor `{name}` of {}", path.display()))?;
+        let (dtype, data) = match tensor.dtype() {
+            DType::F32 => (Dtype::F32, data),
+            DType::F64 => (Dtype::F32, floats(&data, |b| f64::from_le_bytes(b) as f32)),
+            DType::F16 => (
+                Dtype::F32,
+                floats(&data, |b| f16::from_le_bytes(b).to_f32()),
+            ),
+            DType::BF16 => (
+                Dtype::F32,
+                floats(&data, |b| bf16::from_le_bytes(b).to_f32()),
+            ),
+            DType::I64 => (Dtype::I64, data),
+            other => bail!(
+                "tensor `{name}` of {} holds {other:?} values, which no weight of these \
+                 networks has",
+                path.display()
+            ),
+        };
+        tensors.push((name.clone(), dtype, tensor.shape().to_vec(), data));
+    }
+    let views = tensors
+        .iter()
+        .map(|(name, dtype, shape, data)| {
+            TensorView::new(*dtype, shape.clone(), data).map(|view| (name.as_str(), view))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(safetensors::serialize(views, None)?)
+}
+
+/// Little-endian values of `N` bytes each, converted to float32 bytes.
+fn floats<const N: usize>(data: &[u8], convert: impl Fn([u8; N]) -> f32) -> Vec<u8> {
+    data.chunks_exact(N)
+        .flat_map(|chunk| convert(chunk.try_into().expect("chunks of N bytes")).to_le_bytes())
+        .collect()
 }

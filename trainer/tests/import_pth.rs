@@ -1,0 +1,104 @@
+//! `trainer import --pytorch FILE.pth`: checkpoints that PyTorch saved (`export/pth_fixture.py`,
+//! random weights and batch-norm statistics) import and give PyTorch's logits: a plain
+//! `torch.save(state_dict)` of the tiny-cnn twin, and a resnet8 with torchvision's layer names
+//! behind DataParallel's `module.`, nested in a training checkpoint, in the legacy format.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor};
+use common::{sample, temp};
+use model::IMAGE_VALUES;
+use serde_json::Value;
+use trainer::cmd::import::{ImportArgs, run};
+use trainer::data::CifarSet;
+use trainer::train::config::ModelArgs;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn import(file: &str, model: &str, out: PathBuf) -> anyhow::Result<model::Checkpoint> {
+    run(&ImportArgs {
+        pytorch: fixture(file),
+        model: ModelArgs {
+            model: model.into(),
+            activation: None,
+            dropout: None,
+            hidden: None,
+            filters: None,
+            fc: None,
+            batch_norm: None,
+        },
+        mean: None,
+        std: None,
+        out,
+    })
+}
+
+#[test]
+fn pytorch_saved_checkpoints_import_with_pytorchs_logits() {
+    let dir = temp("import-pth");
+    let test = CifarSet::test(&sample()).unwrap();
+    let device = Device::flex();
+    for (file, model) in [
+        ("tiny-cnn.pth", "tiny-cnn"),
+        ("resnet8-torchvision.pth", "resnet8"),
+    ] {
+        let out = dir.join(format!("{model}.safetensors"));
+        let checkpoint = import(file, model, out.clone()).unwrap();
+        assert!(out.exists());
+        // The normalisation came from the JSON beside the file.
+        let expected: Value = serde_json::from_str(
+            &std::fs::read_to_string(fixture(file).with_extension("json")).unwrap(),
+        )
+        .unwrap();
+        let mean = &checkpoint.info.normalization.mean;
+        assert_eq!(
+            expected["normalization"]["mean"][0].as_f64().unwrap() as f32,
+            mean[0]
+        );
+
+        let images = expected["images"].as_u64().unwrap() as usize;
+        let pixels = &test.pixels[..images * IMAGE_VALUES];
+        let input = checkpoint.info.normalization.tensor(pixels, &device);
+        let logits: Tensor<2> = checkpoint.model.forward(input);
+        let ours: Vec<f32> = logits.into_data().try_into_vec().unwrap();
+        let theirs: Vec<f64> = expected["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(ours.len(), theirs.len(), "{file}");
+        let scale = theirs.iter().fold(1f64, |m, v| m.max(v.abs()));
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert!(
+                (f64::from(*a) - b).abs() <= 1e-4 * scale,
+                "{file}: logit {a} here, {b} in PyTorch"
+            );
+        }
+    }
+
+    // A network the file is not for: refused with what is missing, nothing written.
+    let wrong = dir.join("wrong.safetensors");
+    let err = format!(
+        "{:#}",
+        import("resnet8-torchvision.pth", "resnet20", wrong.clone()).unwrap_err()
+    );
+    assert!(err.contains("missing: stages.0.1.bn1.bias"), "{err}");
+    assert!(!wrong.exists());
+    // Not a checkpoint at all.
+    let err = format!(
+        "{:#}",
+        import("tiny-cnn.json", "tiny-cnn", dir.join("x.safetensors")).unwrap_err()
+    );
+    assert!(
+        err.contains("neither SafeTensors nor a PyTorch checkpoint"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
