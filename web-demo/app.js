@@ -1,9 +1,11 @@
 // The page's glue: events, canvases and timings. Decoding, preprocessing, the network and
-// Grad-CAM all run in Rust (src/), reached through the `Demo` class that trunk loads.
+// the class activation maps all run in Rust (src/), reached through the `Demo` class that
+// trunk loads.
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const state = { demo: null, manifest: null, model: null, classes: [], hasImage: false, runs: 0, stream: null };
+const state = { demo: null, manifest: null, model: null, classes: [], hasImage: false, runs: 0, stream: null,
+  explaining: false, queued: false };
 
 function setState(s) { document.body.dataset.state = s; }
 
@@ -54,7 +56,7 @@ async function loadModel(name) {
   $("model-info").textContent =
     `${entry.name}: ${summary.architecture}, ${summary.parameters.toLocaleString("en")} parameters, ` +
     `${(entry.bytes / 1e6).toFixed(2)} MB, ${(100 * entry.test_accuracy).toFixed(2)} % on ${entry.test_images.toLocaleString("en")} CIFAR-10 test images ` +
-    `(Grad-CAM at ${summary.cam_layer}). Loaded in ${ms.toFixed(0)} ms.`;
+    `(explained at ${summary.cam_layer}). Loaded in ${ms.toFixed(0)} ms.`;
   const explain = $("explain");
   const chosen = explain.value;
   explain.replaceChildren(new Option("the top class", ""),
@@ -62,14 +64,15 @@ async function loadModel(name) {
   explain.value = chosen;
 }
 
-function drawView() {
-  const side = 256;
+function drawView(side) {
   const rgba = state.demo.view_rgba();
   $("view").getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(rgba), side, side), 0, 0);
 }
 
 function drawAnswer(answer) {
-  $("heat").getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(answer.heat_rgba), 32, 32), 0, 0);
+  const heatSide = Math.round(Math.sqrt(answer.heat_rgba.length / 4));
+  $("heat").width = $("heat").height = heatSide;
+  $("heat").getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(answer.heat_rgba), heatSide, heatSide), 0, 0);
   $("heat").hidden = !answer.has_heat;
   const bars = $("bars");
   bars.replaceChildren(...answer.top.map(([index, name, p]) => {
@@ -99,24 +102,36 @@ function drawAnswer(answer) {
   }
 }
 
+// One explanation at a time: a request while one runs (a click, a new image, another model or
+// method) is queued, and the latest settings run once the current one is done.
 async function explain() {
   if (!state.hasImage || !state.model) return;
+  if (state.explaining) { state.queued = true; return; }
+  state.explaining = true;
   setState("busy");
   try {
     const value = $("explain").value;
     const t0 = performance.now();
-    const answer = JSON.parse(await state.demo.explain(value === "" ? undefined : Number(value)));
+    const answer = JSON.parse(await state.demo.explain(value === "" ? undefined : Number(value),
+      $("method").value || undefined));
     const ms = performance.now() - t0;
     drawAnswer(answer);
     state.runs += 1;
     document.body.dataset.runs = state.runs;
+    $("result").dataset.method = answer.method;
     $("timing").dataset.infer = ms.toFixed(0);
-    $("timing").textContent = `model loaded in ${$("timing").dataset.load} ms · inference + Grad-CAM ${ms.toFixed(0)} ms`;
+    $("timing").textContent = `model loaded in ${$("timing").dataset.load} ms · inference + ${answer.method_title} ${ms.toFixed(0)} ms`;
   } catch (e) {
     say(`Could not classify: ${errorText(e)}`, true);
   } finally {
-    setState("ready");
+    state.explaining = false;
   }
+  if (state.queued) {
+    state.queued = false;
+    await explain();
+    return;
+  }
+  setState("ready");
 }
 
 async function useImage(bytes, source) {
@@ -132,7 +147,7 @@ async function useImage(bytes, source) {
   state.hasImage = true;
   say(`${source} (${info.width}×${info.height})`);
   $("notes").replaceChildren(...info.notes.map((n) => Object.assign(document.createElement("li"), { textContent: n })));
-  drawView();
+  drawView(info.view_side);
   await explain();
 }
 
@@ -187,6 +202,7 @@ function wireInputs() {
   });
   $("opacity").addEventListener("input", (e) => { $("heat").style.opacity = e.target.value / 100; });
   $("explain").addEventListener("change", explain);
+  $("method").addEventListener("change", explain);
   $("model").addEventListener("change", async (e) => {
     setState("busy");
     try {
@@ -229,12 +245,20 @@ function wireInputs() {
 async function main() {
   wireInputs();
   if ("serviceWorker" in navigator && params.get("sw") !== "0") {
-    navigator.serviceWorker.register("sw.js").catch(() => {}); // offline use is a bonus
+    // One cache per build: the worker is registered under the build's wasm file name (trunk
+    // puts a content hash in it), so a new build installs a new worker that drops old caches.
+    const wasm = document.querySelector('link[href$=".wasm"]')?.getAttribute("href") ?? "";
+    const build = wasm.split("/").pop().replace(/_bg\.wasm$/, "") || "dev";
+    navigator.serviceWorker.register(`sw.js?build=${encodeURIComponent(build)}`).catch(() => {}); // offline use is a bonus
   }
   try {
     const t0 = performance.now();
     const { Demo } = await bindings();
     state.demo = await Demo.open(await webGpuAdapter());
+    const methods = JSON.parse(Demo.cam_methods());
+    $("method").replaceChildren(...methods.map((m) => Object.assign(new Option(m.title, m.name),
+      { title: m.class_specific ? "" : "shows the strongest pattern, whatever the class" })));
+    if (methods.some((m) => m.name === params.get("method"))) $("method").value = params.get("method");
     const badge = $("backend");
     const gpu = state.demo.backend === "WebGPU";
     badge.textContent = gpu ? "WebGPU" : "CPU (WebAssembly)";

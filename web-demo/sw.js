@@ -1,7 +1,14 @@
 // Offline use: every successful GET is cached; when the network is gone the cached copy answers.
-const CACHE = "cifar-burn-v1";
+// One cache per build (the page registers `sw.js?build=<id>`): activating a new build's worker
+// deletes the caches of the others, so old builds' files do not pile up.
+const CACHE = `cifar-burn-${new URL(self.location).searchParams.get("build") ?? "dev"}`;
 self.addEventListener("install", () => self.skipWaiting());
-self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
+self.addEventListener("activate", (event) => event.waitUntil((async () => {
+  for (const name of await caches.keys()) {
+    if (name !== CACHE) await caches.delete(name);
+  }
+  await self.clients.claim();
+})()));
 self.addEventListener("fetch", (event) => {
   if (event.request.method !== "GET") return;
   event.respondWith((async () => {

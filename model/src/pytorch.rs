@@ -157,14 +157,14 @@ impl SeedCnnLayout {
                     layer(k - 1, "conv", tail)
                 } else if let Some(k) = numbered(first, "bn").filter(|&k| k > 0) {
                     layer(k - 1, "bn", tail)
-                } else if let Some(k) = numbered(first, "fc").filter(|&k| k > 0) {
-                    Some(if k == self.linears {
-                        format!("output.{tail}")
-                    } else {
-                        format!("hidden.{}.linear.{tail}", k - 1)
-                    })
                 } else {
-                    None
+                    numbered(first, "fc").filter(|&k| k > 0).map(|k| {
+                        if k == self.linears {
+                            format!("output.{tail}")
+                        } else {
+                            format!("hidden.{}.linear.{tail}", k - 1)
+                        }
+                    })
                 }
             }
         };
@@ -247,7 +247,7 @@ pub fn from_state_dict(state: &[u8], template: &[u8]) -> Result<Vec<u8>, ModelEr
     let template = SafeTensors::deserialize(template).map_err(bad)?;
     let wanted: std::collections::HashSet<String> =
         template.names().iter().map(|n| torch_name(n)).collect();
-    let seed = SeedCnnLayout::new(wanted.iter().map(String::as_str), state.names().into_iter());
+    let seed = SeedCnnLayout::new(wanted.iter().map(String::as_str), state.names());
     // The state dict's names as the twin's: kept when they are, else the first mapping that
     // gives one of the twin's names.
     let lookup: HashMap<String, String> = state

@@ -208,12 +208,14 @@ fn a_checkpoint_for_another_architecture_is_refused_clearly() {
     assert!(err.contains("not a SafeTensors file"), "{err}");
 }
 
+const GRAD_CAM: model::cam::CamMethod = model::cam::CamMethod::GradCam;
+
 #[test]
 fn grad_cam_explains_a_class_at_the_default_layer() {
     let device = Device::flex();
     let m = build("basic-cnn", &ModelOptions::default());
     let image = images(1, &device);
-    let predicted = model::cam::grad_cam(&m, image.clone(), None, None).unwrap();
+    let predicted = model::cam::explain(&m, image.clone(), GRAD_CAM, None, None).unwrap();
     assert_eq!(predicted.layer, "conv3");
     assert_eq!(predicted.heat.len(), 32 * 32);
     assert!(predicted.heat.iter().all(|v| (0.0..=1.0).contains(v)));
@@ -228,14 +230,14 @@ fn grad_cam_explains_a_class_at_the_default_layer() {
     );
     // Another class weights the channels differently, so its map differs.
     let other = (predicted.class + 5) % 10;
-    let cam = model::cam::grad_cam(&m, image.clone(), Some(other), None).unwrap();
+    let cam = model::cam::explain(&m, image.clone(), GRAD_CAM, Some(other), None).unwrap();
     assert_eq!(cam.class, other);
     assert_ne!(cam.heat, predicted.heat);
-    let early = model::cam::grad_cam(&m, image.clone(), None, Some("conv1")).unwrap();
+    let early = model::cam::explain(&m, image.clone(), GRAD_CAM, None, Some("conv1")).unwrap();
     assert_eq!(early.layer, "conv1");
-    assert!(model::cam::grad_cam(&m, image.clone(), Some(10), None).is_err());
+    assert!(model::cam::explain(&m, image.clone(), GRAD_CAM, Some(10), None).is_err());
     let mlp = build("mlp", &ModelOptions::default());
-    let err = model::cam::grad_cam(&mlp, image, None, None)
+    let err = model::cam::explain(&mlp, image, GRAD_CAM, None, None)
         .unwrap_err()
         .to_string();
     assert!(err.contains("no convolutional layer"), "{err}");

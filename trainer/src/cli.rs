@@ -40,8 +40,12 @@ pub enum Command {
     Eval(EvalArgs),
     /// Top-5 classes of image files (any size, PNG/JPEG/GIF/WebP/BMP).
     Predict(PredictArgs),
-    /// Grad-CAM heat maps of image files, drawn over each image as PNG files.
+    /// Class activation maps (Grad-CAM, or `--method` one of six others, or all) of image
+    /// files, drawn over each image as PNG files.
     Gradcam(GradcamArgs),
+    /// How faithful each class activation map method is to a checkpoint's network (confidence
+    /// change and ROAD on test images): a ranking, a CSV, a JSON and a plot.
+    CamEval(crate::cmd::cam_eval::CamEvalArgs),
     /// Copy a checkpoint into weights/ and record its measured test accuracy, size and
     /// SHA-256 in weights/manifest.json (what the web page loads).
     Ship(ShipArgs),

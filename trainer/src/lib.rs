@@ -6,6 +6,7 @@ pub mod cli;
 pub mod cmd;
 pub mod data;
 pub mod eval;
+pub mod faithfulness;
 pub mod metrics;
 pub mod plot;
 pub mod search;

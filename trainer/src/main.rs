@@ -3,8 +3,8 @@
 use anyhow::Result;
 use trainer::cli::{Action, Cli, Command};
 use trainer::cmd::{
-    bench, data, eval, export, gradcam, import, landscape, lr_band, models, predict, report, ship,
-    viz,
+    bench, cam_eval, data, eval, export, gradcam, import, landscape, lr_band, models, predict,
+    report, ship, viz,
 };
 use trainer::train;
 
@@ -30,6 +30,7 @@ fn main() -> Result<()> {
         Command::Eval(args) => print!("{}", eval::run(&args)?.1),
         Command::Predict(args) => print!("{}", predict::report(&predict::run(&args)?)),
         Command::Gradcam(args) => print!("{}", gradcam::report(&gradcam::run(&args)?)),
+        Command::CamEval(args) => print!("{}", cam_eval::report(&cam_eval::run(&args)?)),
         Command::Ship(args) => print!("{}", ship::report(&ship::run(&args)?, &args.weights_dir)),
         Command::Viz(args) => {
             for path in viz::run(&args)? {

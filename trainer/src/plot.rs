@@ -1,5 +1,5 @@
 //! PNG figures drawn with plotters: a run's loss, accuracy and learning-rate curves, the
-//! confusion matrix, and grids of captioned images.
+//! confusion matrix, and grids of captioned images and pictures.
 
 use anyhow::{Result, anyhow};
 use plotters::prelude::*;
@@ -68,26 +68,52 @@ pub fn curves(run: &RunDir, history: &[EpochMetrics]) -> Result<()> {
         panel(
             &panels[0],
             "Loss",
-            "loss",
+            ("epoch", "loss"),
             &loss,
             SeriesLabelPosition::UpperRight,
         )?;
         panel(
             &panels[1],
             "Accuracy",
-            "accuracy (%)",
+            ("epoch", "accuracy (%)"),
             &accuracy,
             SeriesLabelPosition::LowerRight,
         )?;
         panel(
             &panels[2],
             "Learning rate",
-            "lr",
+            ("epoch", "lr"),
             &lr,
             SeriesLabelPosition::UpperRight,
         )
     })?;
     run.write("curves.png", &png)
+}
+
+/// ROAD's curves per method: the mean change of the explained class's probability after
+/// removing the most relevant (left) and least relevant (right) share of the pixels.
+pub fn road_curves(
+    morf: &[(&str, Vec<(f64, f64)>)],
+    lerf: &[(&str, Vec<(f64, f64)>)],
+) -> Result<Vec<u8>> {
+    render((1400, 520), |root| {
+        let panels = root.split_evenly((1, 2));
+        let axes = ("pixels removed (%)", "change in probability");
+        panel(
+            &panels[0],
+            "Most relevant first (lower: more faithful)",
+            axes,
+            morf,
+            SeriesLabelPosition::LowerLeft,
+        )?;
+        panel(
+            &panels[1],
+            "Least relevant first (higher: more faithful)",
+            axes,
+            lerf,
+            SeriesLabelPosition::LowerLeft,
+        )
+    })
 }
 
 /// A confusion-matrix heat map with the count in every cell (rows: true class, columns:
@@ -193,11 +219,48 @@ pub fn image_grid(tiles: &[(&[u8], String)], title: &str) -> Result<Vec<u8>> {
     })
 }
 
+/// Pictures of one size (the first one's), `cols` to a row, each with a caption under it, under
+/// a title.
+pub fn picture_grid(
+    pictures: &[(image::RgbImage, String)],
+    cols: usize,
+    title: &str,
+) -> Result<Vec<u8>> {
+    let (w, h) = pictures.first().map_or((32, 32), |(p, _)| p.dimensions());
+    let (w, h) = (w as i32, h as i32);
+    let (pad, caption, top) = (10i32, 26i32, 40i32);
+    let cols = cols.clamp(1, pictures.len().max(1));
+    let rows = pictures.len().div_ceil(cols).max(1);
+    let size = (
+        (pad + cols as i32 * (w + pad)) as u32,
+        (top + rows as i32 * (h + caption + pad)) as u32,
+    );
+    render(size, |root| {
+        root.draw(&Text::new(title.to_string(), (pad, 12), ("sans-serif", 18)))?;
+        for (i, (picture, text)) in pictures.iter().enumerate() {
+            let x0 = pad + (i % cols) as i32 * (w + pad);
+            let y0 = top + (i / cols) as i32 * (h + caption + pad);
+            for (x, y, p) in picture
+                .enumerate_pixels()
+                .filter(|(x, y, _)| (*x as i32) < w && (*y as i32) < h)
+            {
+                root.draw_pixel((x0 + x as i32, y0 + y as i32), &RGBColor(p[0], p[1], p[2]))?;
+            }
+            root.draw(&Text::new(
+                text.clone(),
+                (x0, y0 + h + 6),
+                ("sans-serif", 14),
+            ))?;
+        }
+        Ok(())
+    })
+}
+
 /// One line chart with its legend at `legend`.
 fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
-    y_label: &str,
+    (x_label, y_label): (&str, &str),
     series: &[(&str, Vec<(f64, f64)>)],
     legend: SeriesLabelPosition,
 ) -> Result<()>
@@ -205,8 +268,10 @@ where
     DB::ErrorType: 'static,
 {
     let points = series.iter().flat_map(|(_, s)| s.iter());
-    let (mut x_max, mut y_min, mut y_max) = (1f64, f64::INFINITY, f64::NEG_INFINITY);
+    let (mut x_min, mut x_max) = (f64::INFINITY, 1f64);
+    let (mut y_min, mut y_max) = (f64::INFINITY, f64::NEG_INFINITY);
     for &(x, y) in points {
+        x_min = x_min.min(x);
         x_max = x_max.max(x);
         y_min = y_min.min(y);
         y_max = y_max.max(y);
@@ -214,6 +279,8 @@ where
     if !y_min.is_finite() {
         (y_min, y_max) = (0.0, 1.0);
     }
+    let x_min = x_min.min(x_max);
+    let x_pad = ((x_max - x_min) * 0.03).max(0.2);
     // A flat series (a constant learning rate) gets ±10 % around its value.
     let pad = if y_max - y_min > y_max.abs() * 1e-6 {
         (y_max - y_min) * 0.05
@@ -228,13 +295,13 @@ where
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(0.8f64..x_max + 0.2, y_min - pad..y_max + pad)
+        .build_cartesian_2d(x_min - x_pad..x_max + x_pad, y_min - pad..y_max + pad)
         .map_err(|e| anyhow!("{e}"))?;
     chart
         .configure_mesh()
-        .x_desc("epoch")
+        .x_desc(x_label)
         .x_label_formatter(&|x| {
-            // Whole epochs only.
+            // Whole numbers only.
             if (x - x.round()).abs() < 1e-6 {
                 format!("{}", x.round())
             } else {

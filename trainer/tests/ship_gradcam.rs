@@ -1,4 +1,4 @@
-//! `trainer ship` and `trainer gradcam` on the committed, trained weights.
+//! `trainer ship`, `trainer gradcam` and `trainer cam-eval` on the committed, trained weights.
 
 mod common;
 
@@ -6,10 +6,11 @@ use std::path::Path;
 
 use clap::Parser;
 use common::{sample, temp};
+use model::cam::CamMethod;
 use model::manifest::Manifest;
 use sha2::{Digest, Sha256};
 use trainer::cli::{Cli, Command};
-use trainer::cmd::{eval, gradcam, ship};
+use trainer::cmd::{cam_eval, eval, gradcam, ship};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
@@ -112,7 +113,7 @@ fn ship_records_measured_accuracy_size_and_hash() {
 }
 
 #[test]
-fn gradcam_writes_overlays_of_the_chosen_class() {
+fn gradcam_writes_overlays_of_the_chosen_class_and_method() {
     let out = temp("gradcam");
     let cat = format!("{ROOT}/docs/photos/chelsea-cat.png");
     let truck = format!("{ROOT}/web-demo/gallery/00504-truck.png");
@@ -151,6 +152,22 @@ fn gradcam_writes_overlays_of_the_chosen_class() {
     assert_ne!(frog, predicted, "another class, another map");
     assert!(Path::new(&chosen[1].png).exists());
 
+    // Another method, and all of them side by side.
+    let hires = run(&["--method", "HiResCAM", "--size", "64"]).unwrap();
+    assert!(
+        hires[0].png.ends_with("chelsea-cat-hirescam.png"),
+        "{:?}",
+        hires[0].png
+    );
+    assert_eq!(hires[0].predicted, written[0].predicted);
+    let all = run(&["--method", "all", "--size", "64"]).unwrap();
+    assert!(all[1].png.ends_with("00504-truck-all.png"));
+    let grid = image::open(&all[1].png).unwrap().to_rgb8();
+    // Four columns of 64-pixel pictures, two rows (the view and seven methods).
+    assert_eq!(grid.dimensions(), (10 + 4 * 74, 40 + 2 * 100));
+    let err = run(&["--method", "saliency"]).unwrap_err().to_string();
+    assert!(err.contains("unknown CAM method `saliency`"), "{err}");
+
     let err = run(&["--class", "unicorn"]).unwrap_err().to_string();
     assert!(err.contains("unknown class `unicorn`"), "{err}");
     let out_dir = out.to_str().unwrap();
@@ -171,4 +188,66 @@ fn gradcam_writes_overlays_of_the_chosen_class() {
         err.contains("README.md") && err.contains("not an image"),
         "{err}"
     );
+}
+
+#[test]
+fn cam_eval_ranks_the_methods_by_faithfulness() {
+    let out = temp("cam-eval");
+    let data = sample();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "cam-eval",
+            "-c",
+            "../weights/basic-cnn.safetensors",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        match parse(&args) {
+            Command::CamEval(a) => cam_eval::run(&a),
+            other => panic!("{other:?}"),
+        }
+    };
+    let result = run(&["--images", "12", "--methods", "gradcam,eigencam,layercam"]).unwrap();
+    let ranking = &result.ranking;
+    assert_eq!(ranking.len(), 3);
+    assert!(
+        ranking
+            .windows(2)
+            .all(|w| w[0].faithfulness.road() >= w[1].faithfulness.road()),
+        "best first"
+    );
+    assert!(ranking.iter().all(|r| r.faithfulness.images == 12));
+    // Grad-CAM is faithful to the trained network: removing the pixels it points at lowers
+    // the class's probability more than removing the others.
+    let grad_cam = ranking
+        .iter()
+        .find(|r| r.method == CamMethod::GradCam)
+        .unwrap();
+    let f = &grad_cam.faithfulness;
+    assert!(f.road() > 0.0 && f.morf[3] < f.lerf[3], "{f:?}");
+    assert!((0.0..=100.0).contains(&f.average_drop) && (0.0..=100.0).contains(&f.increase));
+
+    let mut csv = csv::Reader::from_path(out.join("cam-eval.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = csv.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(&rows[0][1], ranking[0].method.name());
+    assert_eq!(csv.headers().unwrap().len(), 7 + 8);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("cam-eval.json")).unwrap()).unwrap();
+    assert_eq!(json["most_faithful"], ranking[0].method.name());
+    assert_eq!(json["layer"], "conv3");
+    assert!(image::open(out.join("cam-eval.png")).is_ok());
+    let report = cam_eval::report(&result);
+    assert!(
+        report.contains("Grad-CAM") && report.contains("Eigen-CAM"),
+        "{report}"
+    );
+
+    let err = run(&["--methods", "gradcam,nope"]).unwrap_err().to_string();
+    assert!(err.contains("unknown CAM method `nope`"), "{err}");
+    let err = run(&["--images", "0"]).unwrap_err().to_string();
+    assert!(err.contains("--images"), "{err}");
 }

@@ -1,8 +1,8 @@
 // End-to-end test of the built page in Debian's Chromium (playwright-core; never a
 // downloaded browser). Serves the trunk output on loopback, feeds the page real CIFAR-10 test
 // images through its file input, and checks the prediction against the native Rust answer,
-// that a heat map was drawn, class choice, opacity, bad input, the gallery and the model
-// switcher. Prints the timings it saw.
+// that a heat map was drawn, class choice, every explanation method, opacity, bad input, the
+// gallery and the model switcher. Prints the timings it saw.
 //
 // node browser.mjs --dist DIR --expected FILE --backend webgpu|cpu [--base /path/] [--offline] [--camera]
 //                   [--screenshot PNG --photo IMAGE]
@@ -112,6 +112,33 @@ try {
     await page.selectOption("#explain", "");
   }
 
+  // Every explanation method answers with the same prediction; their maps differ.
+  if (previousHeat) {
+    const methods = await page.$$eval("#method option", (os) => os.map((o) => o.value));
+    check(methods.length === 7 && methods[0] === "gradcam", `methods offered: ${methods}`);
+    const ranked = () => page.$$eval("#bars li", (lis) => lis.map((li) => li.dataset.class).join());
+    const prediction = await ranked();
+    const gradCam = (await heatPixels())?.join();
+    let different = 0;
+    const methodMs = [];
+    for (const method of methods.slice(1)) {
+      before = await runs();
+      await page.selectOption("#method", method);
+      await settled(before);
+      const said = await message();
+      check(!said.error, `${method}: ${said.text}`);
+      check(await page.getAttribute("#result", "data-method") === method, `${method}: not the method shown`);
+      check(await ranked() === prediction, `${method} changed the prediction`);
+      if ((await heatPixels())?.join() !== gradCam) different += 1;
+      methodMs.push(`${method} ${await page.getAttribute("#timing", "data-infer")} ms`);
+    }
+    check(different >= 4, `only ${different} of 6 methods drew a map other than Grad-CAM's`);
+    console.log(`methods (${backend}): ${methodMs.join(", ")}`);
+    before = await runs();
+    await page.selectOption("#method", "gradcam");
+    await settled(before);
+  }
+
   await page.fill("#opacity", "20");
   check(await page.evaluate(() => document.getElementById("heat").style.opacity) === "0.2", "opacity slider ignored");
 
@@ -171,6 +198,8 @@ try {
     await page.reload();
     await page.waitForFunction(() => ["ready", "error"].includes(document.body.dataset.state), null, { timeout: 60_000 });
     check(!(await message()).error, `offline reload failed: ${(await message()).text}`);
+    const cacheNames = await page.evaluate(() => caches.keys());
+    check(cacheNames.length === 1 && cacheNames[0] !== "cifar-burn-dev", `caches: ${cacheNames}`);
     before = await runs();
     await page.click("#gallery button >> nth=1");
     await settled(before);

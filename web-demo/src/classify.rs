@@ -5,7 +5,7 @@
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use image::{ColorType, RgbImage};
-use model::cam::{GradCam, PendingCam, grad_cam_tensors};
+use model::cam::{Cam, CamInputs, CamMethod, PendingCam, cam_tensors};
 use model::preprocess::{
     DecodeLimits, decode_image_with, is_animated, square_view, to_cifar_pixels,
 };
@@ -139,23 +139,37 @@ impl Classifier {
             .tensor(&prepared.pixels, &self.device)
     }
 
-    /// Runs the network and Grad-CAM for `class` (default: the predicted one); read the
-    /// returned tensors and call [`PendingCam::finish`], or use [`Self::explain`].
+    /// Runs the network and the backward pass of a class activation map for `class`
+    /// (default: the predicted one); read the returned tensors and call
+    /// [`PendingCam::finish`], or use [`Self::explain`].
     pub fn explain_tensors(
         &self,
         prepared: &Prepared,
         class: Option<usize>,
     ) -> Result<PendingCam, ModelError> {
-        grad_cam_tensors(&self.model, self.input(prepared), class, None)
+        cam_tensors(&self.model, self.input(prepared), class, None)
     }
 
-    /// [`Self::explain_tensors`] read back synchronously (every device but a browser's WebGPU).
-    pub fn explain(
+    /// Score-CAM's forward passes for `inputs` (made from [`Self::explain_tensors`]): the
+    /// class score of each masked image, to read and pass to [`CamInputs::score_cam`].
+    pub fn score_cam_tensor(
         &self,
         prepared: &Prepared,
-        class: Option<usize>,
-    ) -> Result<GradCam, ModelError> {
-        model::cam::grad_cam(&self.model, self.input(prepared), class, None)
+        inputs: &CamInputs,
+    ) -> Result<Tensor<1>, ModelError> {
+        inputs.score_cam_logits(&self.model, self.input(prepared))
+    }
+
+    /// Grad-CAM of [`Self::explain_tensors`], read back synchronously (every device but a
+    /// browser's WebGPU).
+    pub fn explain(&self, prepared: &Prepared, class: Option<usize>) -> Result<Cam, ModelError> {
+        model::cam::explain(
+            &self.model,
+            self.input(prepared),
+            CamMethod::GradCam,
+            class,
+            None,
+        )
     }
 
     /// Class names in label order.
@@ -178,8 +192,8 @@ pub struct Answer {
 }
 
 impl Answer {
-    /// Ranks the probabilities of a Grad-CAM result.
-    pub fn new(cam: &GradCam, classes: &[String]) -> Self {
+    /// Ranks the probabilities of a class activation map's result.
+    pub fn new(cam: &Cam, classes: &[String]) -> Self {
         let mut ranked: Vec<(usize, String, f32)> = cam
             .probabilities
             .iter()

@@ -1,7 +1,9 @@
 //! The page's interface to Rust (wasm32 only): `Demo` picks the device, loads a model, takes
-//! an image and answers with the top classes and a coloured heat map.
+//! an image and answers with the top classes and a coloured heat map by the chosen class
+//! activation map method.
 
 use burn::tensor::{Device, Tensor};
+use model::cam::CamMethod;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
@@ -37,6 +39,17 @@ struct Explained {
     #[serde(flatten)]
     answer: Answer,
     heat_rgba: Vec<u8>,
+    /// The method's name (`gradcam`, …) and title (`Grad-CAM`, …).
+    method: &'static str,
+    method_title: &'static str,
+}
+
+/// A method the page offers.
+#[derive(Serialize)]
+struct MethodInfo {
+    name: &'static str,
+    title: &'static str,
+    class_specific: bool,
 }
 
 #[wasm_bindgen]
@@ -62,6 +75,20 @@ impl Demo {
             classifier: None,
             prepared: None,
         }
+    }
+
+    /// The class activation map methods, as JSON `[{name, title, class_specific}]`, Grad-CAM
+    /// first.
+    pub fn cam_methods() -> Result<String, JsError> {
+        let methods: Vec<MethodInfo> = CamMethod::ALL
+            .iter()
+            .map(|m| MethodInfo {
+                name: m.name(),
+                title: m.title(),
+                class_specific: m.is_class_specific(),
+            })
+            .collect();
+        Ok(serde_json::to_string(&methods)?)
     }
 
     /// "WebGPU" or "CPU".
@@ -107,15 +134,17 @@ impl Demo {
             .unwrap_or_default()
     }
 
-    /// Classifies the image and explains `class` (the top class when absent). Resolves to
-    /// JSON: `top` `[index, name, probability]`, `explained`, `layer`, `has_heat`, and
-    /// `heat_rgba` (32 × 32 RGBA).
-    pub fn explain(&self, class: Option<u32>) -> js_sys::Promise {
-        let work = (
-            self.classifier.clone(),
-            self.prepared.clone(),
-            class.map(|c| c as usize),
-        );
+    /// Classifies the image and explains `class` (the top class when absent) by `method`
+    /// (a name of [`Demo::cam_methods`]; Grad-CAM when absent). Resolves to JSON: `top`
+    /// `[index, name, probability]`, `explained`, `layer`, `has_heat`, `method`,
+    /// `method_title` and `heat_rgba` (32 × 32 RGBA).
+    pub fn explain(&self, class: Option<u32>, method: Option<String>) -> js_sys::Promise {
+        let work = Work {
+            classifier: self.classifier.clone(),
+            prepared: self.prepared.clone(),
+            class: class.map(|c| c as usize),
+            method,
+        };
         wasm_bindgen_futures::future_to_promise(async move {
             match explain(work).await {
                 Ok(json) => Ok(JsValue::from_str(&json)),
@@ -125,20 +154,38 @@ impl Demo {
     }
 }
 
+/// What [`Demo::explain`] works on: its own copies, so the page may change model or image
+/// while it runs.
+struct Work {
+    classifier: Option<Classifier>,
+    prepared: Option<Prepared>,
+    class: Option<usize>,
+    method: Option<String>,
+}
+
 /// The work of [`Demo::explain`], as JSON.
-async fn explain(
-    work: (Option<Classifier>, Option<Prepared>, Option<usize>),
-) -> Result<String, JsError> {
-    let (Some(classifier), Some(prepared), class) = work else {
+async fn explain(work: Work) -> Result<String, JsError> {
+    let (Some(classifier), Some(prepared)) = (work.classifier, work.prepared) else {
         return Err(JsError::new("load a model and an image first"));
     };
-    let pending = classifier.explain_tensors(&prepared, class)?;
+    let method: CamMethod = work.method.as_deref().unwrap_or("gradcam").parse()?;
+    let pending = classifier.explain_tensors(&prepared, work.class)?;
     let probabilities = read(pending.probabilities.clone()).await?;
-    let cam = read(pending.cam.clone()).await?;
-    let cam = pending.finish(&probabilities, &cam)?;
+    let activations = read(pending.activations.clone()).await?;
+    let gradients = read(pending.gradients.clone()).await?;
+    let inputs = pending.finish(&probabilities, activations, gradients)?;
+    let cam = match method {
+        CamMethod::ScoreCam => {
+            let scores = read(classifier.score_cam_tensor(&prepared, &inputs)?).await?;
+            inputs.score_cam(&scores)?
+        }
+        other => inputs.cam(other)?,
+    };
     let explained = Explained {
         answer: Answer::new(&cam, classifier.classes()),
         heat_rgba: heat_rgba(&cam.heat),
+        method: method.name(),
+        method_title: method.title(),
     };
     Ok(serde_json::to_string(&explained)?)
 }

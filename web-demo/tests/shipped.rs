@@ -62,8 +62,29 @@ fn the_default_model_explains_a_test_image() {
         .into_data()
         .try_to_vec::<f32>()
         .unwrap();
-    let map = pending.cam.clone().into_data().try_to_vec::<f32>().unwrap();
-    assert_eq!(pending.finish(&probabilities, &map).unwrap(), cam);
+    let read = |t: &burn::tensor::Tensor<4>| t.clone().into_data().try_to_vec::<f32>().unwrap();
+    let (activations, gradients) = (read(&pending.activations), read(&pending.gradients));
+    let inputs = pending
+        .finish(&probabilities, activations, gradients)
+        .unwrap();
+    assert_eq!(inputs.cam(model::cam::CamMethod::GradCam).unwrap(), cam);
+    // Score-CAM the page's way (forward passes read back separately) equals the one call.
+    let scores = classifier
+        .score_cam_tensor(&prepared, &inputs)
+        .unwrap()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let checkpoint = model::Checkpoint::from_bytes(&bytes, &Device::flex()).unwrap();
+    let direct = model::cam::explain(
+        &checkpoint.model,
+        classifier.input(&prepared),
+        model::cam::CamMethod::ScoreCam,
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(inputs.score_cam(&scores).unwrap(), direct);
     // A model without convolutions cannot be explained, so the page refuses it.
     let mlp = model::ModelConfig::from_name("mlp", &Default::default())
         .unwrap()

@@ -1,61 +1,106 @@
-//! Grad-CAM (Selvaraju et al.): where a convolutional network looked. The gradient of one
-//! class score with respect to a layer's activations gives each channel a weight (the spatial
-//! mean of its gradient); the ReLU of the weighted sum of the channels, upsampled to the input
-//! size and scaled to 0–1, is the heat map. Works on every device that has autodiff.
+//! Class activation maps: where a convolutional network looked. One forward and backward pass
+//! gives a layer's activations and the gradient of a class score with respect to them
+//! ([`CamInputs`]); each [`CamMethod`] turns them into a map at the layer's resolution
+//! (Score-CAM with forward passes of masked images instead), which is upsampled to the input
+//! size and scaled to 0–1. Works on every device that has autodiff.
+
+mod method;
+mod render;
 
 use burn::module::Module;
-use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
+use burn::tensor::{Tensor, TensorData};
 
-use image::imageops::FilterType;
-use image::{ImageBuffer, Luma, Rgb, RgbImage};
+pub use method::{CamMethod, LayerMaps};
+use render::normalise;
+pub use render::{heat_color, overlay, upsample};
 
 use crate::{IMAGE_SIZE, Model, ModelError};
 
-/// A Grad-CAM heat map and the prediction it explains.
+/// A heat map and the prediction it explains.
 #[derive(Clone, Debug, PartialEq)]
-pub struct GradCam {
+pub struct Cam {
+    /// How the map was made.
+    pub method: CamMethod,
     /// The class explained.
     pub class: usize,
     /// The layer whose activations were weighted.
     pub layer: String,
-    /// `32 × 32` values in 0–1, row-major (1 where the class evidence is strongest).
+    /// `32 × 32` values in 0–1, row-major (1 where the evidence is strongest).
     pub heat: Vec<f32>,
     /// The model's class probabilities for the image.
     pub probabilities: Vec<f32>,
 }
 
-/// Grad-CAM of one normalised image `[1, 3, 32, 32]` for `class` (default: the predicted one)
-/// at `layer` (default: the model's last convolutional stage). The model runs in inference
+/// `method`'s map of one normalised image `[1, 3, 32, 32]` for `class` (default: the predicted
+/// one) at `layer` (default: the model's last convolutional stage). The model runs in inference
 /// mode; the image's device must support autodiff (every Burn device does). Reads the results
-/// back synchronously; in a browser on WebGPU use [`grad_cam_tensors`] and read them async.
-pub fn grad_cam(
+/// back synchronously; in a browser on WebGPU use [`cam_tensors`] and read them async.
+pub fn explain(
+    model: &Model,
+    image: Tensor<4>,
+    method: CamMethod,
+    class: Option<usize>,
+    layer: Option<&str>,
+) -> Result<Cam, ModelError> {
+    let mut cams = explain_each(model, image, &[method], class, layer)?;
+    Ok(cams.remove(0))
+}
+
+/// [`explain`] for several methods from one forward and backward pass, in the order given.
+pub fn explain_each(
+    model: &Model,
+    image: Tensor<4>,
+    methods: &[CamMethod],
+    class: Option<usize>,
+    layer: Option<&str>,
+) -> Result<Vec<Cam>, ModelError> {
+    let inputs = cam_inputs(model, image.clone(), class, layer)?;
+    methods
+        .iter()
+        .map(|&method| match method {
+            CamMethod::ScoreCam => {
+                let logits = inputs.score_cam_logits(model, image.clone())?;
+                inputs.score_cam(&read(logits, "masked images' scores")?)
+            }
+            _ => inputs.cam(method),
+        })
+        .collect()
+}
+
+/// The activations and gradients of [`cam_tensors`], read back synchronously.
+pub fn cam_inputs(
     model: &Model,
     image: Tensor<4>,
     class: Option<usize>,
     layer: Option<&str>,
-) -> Result<GradCam, ModelError> {
-    let pending = grad_cam_tensors(model, image, class, layer)?;
+) -> Result<CamInputs, ModelError> {
+    let pending = cam_tensors(model, image, class, layer)?;
     let probabilities = read(pending.probabilities.clone(), "probabilities")?;
-    let cam = read(pending.cam.clone(), "heat map")?;
-    pending.finish(&probabilities, &cam)
+    let activations = read(pending.activations.clone(), "activations")?;
+    let gradients = read(pending.gradients.clone(), "gradients")?;
+    pending.finish(&probabilities, activations, gradients)
 }
 
-/// The device tensors of a Grad-CAM, computed but not yet read back to the host: read
-/// [`probabilities`](Self::probabilities) and [`cam`](Self::cam) (with `into_data`, or
-/// `into_data_async` where reads must not block) and hand the values to [`finish`](Self::finish).
+/// The device tensors of a class activation map, computed but not yet read back to the host:
+/// read [`probabilities`](Self::probabilities), [`activations`](Self::activations) and
+/// [`gradients`](Self::gradients) (with `into_data`, or `into_data_async` where reads must not
+/// block) and hand the values to [`finish`](Self::finish).
 #[derive(Debug)]
 pub struct PendingCam {
     /// Class probabilities `[1, classes]`.
     pub probabilities: Tensor<2>,
-    /// The un-normalised map at the layer's resolution `[1, 1, h, w]`.
-    pub cam: Tensor<4>,
+    /// The layer's activations `[1, channels, h, w]`.
+    pub activations: Tensor<4>,
+    /// The gradient of the class logit with respect to them, same shape.
+    pub gradients: Tensor<4>,
     class: Option<usize>,
     layer: String,
 }
 
-/// Runs the forward and backward passes of [`grad_cam`] without reading anything back.
-pub fn grad_cam_tensors(
+/// Runs the forward and backward passes of a class activation map without reading anything
+/// back (see [`explain`] for the arguments).
+pub fn cam_tensors(
     model: &Model,
     image: Tensor<4>,
     class: Option<usize>,
@@ -97,39 +142,119 @@ pub fn grad_cam_tensors(
         }
     };
     let grads = target.backward();
-    let gradient = activations
+    let gradients = activations
         .grad(&grads)
         .ok_or_else(|| ModelError::BadOption(format!("no gradient reached layer `{layer}`")))?;
-    let weights = gradient.mean_dim(3).mean_dim(2);
-    let cam = (activations.inner() * weights).sum_dim(1).clamp_min(0.0);
     Ok(PendingCam {
         probabilities,
-        cam,
+        activations: activations.inner(),
+        gradients,
         class,
         layer,
     })
 }
 
 impl PendingCam {
-    /// The heat map from the values read back: `probabilities` of [`Self::probabilities`] and
-    /// `cam` of [`Self::cam`], both row-major.
-    pub fn finish(self, probabilities: &[f32], cam: &[f32]) -> Result<GradCam, ModelError> {
-        let [_, _, h, w] = self.cam.dims();
-        if cam.len() != h * w || probabilities.is_empty() {
+    /// The inputs of every method from the values read back, row-major: `probabilities` of
+    /// [`Self::probabilities`], `activations` and `gradients` of the tensors of those names.
+    pub fn finish(
+        self,
+        probabilities: &[f32],
+        activations: Vec<f32>,
+        gradients: Vec<f32>,
+    ) -> Result<CamInputs, ModelError> {
+        let [_, channels, h, w] = self.activations.dims();
+        if probabilities.is_empty() {
+            return Err(ModelError::BadOption("no probabilities were read".into()));
+        }
+        Ok(CamInputs {
+            class: self.class.unwrap_or_else(|| argmax(probabilities)),
+            layer: self.layer,
+            probabilities: probabilities.to_vec(),
+            maps: LayerMaps::new((channels, h, w), activations, gradients)?,
+        })
+    }
+}
+
+/// What every method works from: the prediction, the class explained, and the layer's
+/// activations and gradients for it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CamInputs {
+    /// The class explained.
+    pub class: usize,
+    /// The layer.
+    pub layer: String,
+    /// The model's class probabilities for the image.
+    pub probabilities: Vec<f32>,
+    /// The layer's activations and gradients.
+    pub maps: LayerMaps,
+}
+
+impl CamInputs {
+    /// `method`'s heat map; Score-CAM needs forward passes: [`Self::score_cam_logits`], then
+    /// [`Self::score_cam`] (or [`explain`]).
+    pub fn cam(&self, method: CamMethod) -> Result<Cam, ModelError> {
+        let raw = self.maps.map(method)?;
+        Ok(self.finish(method, &raw))
+    }
+
+    /// Score-CAM's forward passes on the device: the class logit `[channels]` of the image
+    /// `[1, 3, 32, 32]` masked by each channel's map (in batches of 64).
+    pub fn score_cam_logits(
+        &self,
+        model: &Model,
+        image: Tensor<4>,
+    ) -> Result<Tensor<1>, ModelError> {
+        let (h, w) = (self.maps.height, self.maps.width);
+        let masks = method::score_masks(&self.maps, |channel| upsample(channel, h, w));
+        let device = image.device();
+        let side = IMAGE_SIZE;
+        let model = model.valid();
+        let scores: Vec<Tensor<1>> = masks
+            .chunks(64)
+            .map(|chunk| {
+                let n = chunk.len();
+                let values: Vec<f32> = chunk.concat();
+                let masks =
+                    Tensor::<4>::from_data(TensorData::new(values, [n, 1, side, side]), &device);
+                let masked = image.clone().repeat_dim(0, n) * masks.repeat_dim(1, 3);
+                let logits = model.forward(masked);
+                logits
+                    .slice([0..n, self.class..self.class + 1])
+                    .reshape([n])
+            })
+            .collect();
+        Ok(Tensor::cat(scores, 0))
+    }
+
+    /// Score-CAM's heat map from the logits of [`Self::score_cam_logits`], read back.
+    pub fn score_cam(&self, logits: &[f32]) -> Result<Cam, ModelError> {
+        if logits.len() != self.maps.channels {
             return Err(ModelError::BadOption(format!(
-                "expected {} heat values and some probabilities, got {} and {}",
-                h * w,
-                cam.len(),
-                probabilities.len()
+                "Score-CAM needs one score per channel ({}), got {}",
+                self.maps.channels,
+                logits.len()
             )));
         }
-        let class = self.class.unwrap_or_else(|| argmax(probabilities));
-        Ok(GradCam {
-            class,
-            layer: self.layer,
-            heat: normalise(upsample(cam, h, w)),
-            probabilities: probabilities.to_vec(),
-        })
+        let weights = method::score_weights(logits);
+        let raw: Vec<f32> = self
+            .maps
+            .weighted(&weights)
+            .into_iter()
+            .map(|v| v.max(0.0))
+            .collect();
+        Ok(self.finish(CamMethod::ScoreCam, &raw))
+    }
+
+    /// The map at the layer's resolution, upsampled and scaled.
+    fn finish(&self, method: CamMethod, raw: &[f32]) -> Cam {
+        Cam {
+            method,
+            class: self.class,
+            layer: self.layer.clone(),
+            heat: normalise(upsample(raw, self.maps.height, self.maps.width)),
+            probabilities: self.probabilities.clone(),
+        }
     }
 }
 
@@ -144,94 +269,4 @@ fn read<const D: usize>(tensor: Tensor<D>, what: &str) -> Result<Vec<f32>, Model
         .convert::<f32>()
         .try_to_vec::<f32>()
         .map_err(|e| ModelError::BadOption(format!("cannot read the {what}: {e:?}")))
-}
-
-/// The "jet" colour of a heat value in 0–1: blue (cold) through green and yellow to red (hot).
-pub fn heat_color(value: f32) -> [u8; 3] {
-    let v = value.clamp(0.0, 1.0) * 4.0;
-    let channel = |centre: f32| ((1.5 - (v - centre).abs()).clamp(0.0, 1.0) * 255.0).round() as u8;
-    [channel(3.0), channel(2.0), channel(1.0)]
-}
-
-/// Blends a heat map (any square side, row-major 0–1, e.g. [`GradCam::heat`]) over `base`,
-/// stretched to its size with bilinear filtering: `opacity` 0 keeps the image, 1 shows only heat.
-pub fn overlay(base: &RgbImage, heat: &[f32], opacity: f32) -> RgbImage {
-    let side = (heat.len() as f64).sqrt() as u32;
-    let map: ImageBuffer<Luma<f32>, Vec<f32>> =
-        ImageBuffer::from_raw(side, side, heat.to_vec()).expect("a square heat map");
-    let (w, h) = base.dimensions();
-    let stretched = image::imageops::resize(&map, w, h, FilterType::Triangle);
-    let a = opacity.clamp(0.0, 1.0);
-    RgbImage::from_fn(w, h, |x, y| {
-        let colour = heat_color(stretched.get_pixel(x, y)[0]);
-        let p = base.get_pixel(x, y);
-        Rgb([0, 1, 2].map(|c| ((1.0 - a) * p[c] as f32 + a * colour[c] as f32).round() as u8))
-    })
-}
-
-/// Bilinear upsampling of an `h × w` map to `32 × 32` (pixel centres aligned).
-fn upsample(values: &[f32], h: usize, w: usize) -> Vec<f32> {
-    let sample = |y: f32, x: f32| {
-        let (y, x) = (y.clamp(0.0, (h - 1) as f32), x.clamp(0.0, (w - 1) as f32));
-        let (y0, x0) = (y.floor() as usize, x.floor() as usize);
-        let (y1, x1) = ((y0 + 1).min(h - 1), (x0 + 1).min(w - 1));
-        let (fy, fx) = (y - y0 as f32, x - x0 as f32);
-        let at = |r: usize, c: usize| values[r * w + c];
-        (1.0 - fy) * ((1.0 - fx) * at(y0, x0) + fx * at(y0, x1))
-            + fy * ((1.0 - fx) * at(y1, x0) + fx * at(y1, x1))
-    };
-    let scale_y = h as f32 / IMAGE_SIZE as f32;
-    let scale_x = w as f32 / IMAGE_SIZE as f32;
-    (0..IMAGE_SIZE * IMAGE_SIZE)
-        .map(|i| {
-            let (r, c) = ((i / IMAGE_SIZE) as f32, (i % IMAGE_SIZE) as f32);
-            sample((r + 0.5) * scale_y - 0.5, (c + 0.5) * scale_x - 0.5)
-        })
-        .collect()
-}
-
-/// Scales to 0–1 by the maximum (an all-zero map stays zero).
-fn normalise(mut heat: Vec<f32>) -> Vec<f32> {
-    let max = heat.iter().copied().fold(0.0f32, f32::max);
-    if max > 0.0 {
-        heat.iter_mut().for_each(|v| *v /= max);
-    }
-    heat
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn upsampling_keeps_constants_and_orders_corners() {
-        assert!(
-            upsample(&[2.0; 16], 4, 4)
-                .iter()
-                .all(|&v| (v - 2.0).abs() < 1e-6)
-        );
-        // A 2 × 2 map with one hot corner: the top-left of the result is hottest.
-        let up = upsample(&[1.0, 0.0, 0.0, 0.0], 2, 2);
-        assert_eq!(up.len(), IMAGE_SIZE * IMAGE_SIZE);
-        assert_eq!(up[0], 1.0);
-        assert!(up[IMAGE_SIZE * IMAGE_SIZE - 1] < 1e-6);
-        assert_eq!(normalise(vec![0.0, 2.0, 1.0]), vec![0.0, 1.0, 0.5]);
-    }
-
-    #[test]
-    fn colours_run_from_blue_to_red_and_overlay_blends() {
-        assert_eq!(heat_color(0.0), [0, 0, 128]);
-        assert_eq!(heat_color(0.5), [128, 255, 128]);
-        assert_eq!(heat_color(1.0), [128, 0, 0]);
-        assert_eq!(heat_color(7.0), heat_color(1.0), "values are clamped");
-        let base = RgbImage::from_pixel(8, 8, Rgb([200, 200, 200]));
-        // Hot left column, cold elsewhere, in a 2 × 2 map.
-        let heat = [1.0, 0.0, 1.0, 0.0];
-        assert_eq!(overlay(&base, &heat, 0.0), base);
-        let full = overlay(&base, &heat, 1.0);
-        assert_eq!(full.get_pixel(0, 4).0, heat_color(1.0));
-        assert_eq!(full.get_pixel(7, 4).0, heat_color(0.0));
-        let half = overlay(&base, &heat, 0.5);
-        assert_eq!(half.get_pixel(7, 0).0, [100, 100, 164]);
-    }
 }

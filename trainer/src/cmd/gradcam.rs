@@ -1,17 +1,19 @@
-//! `trainer gradcam`: where the network looked. For each image, the Grad-CAM heat map of the
-//! predicted (or chosen) class is drawn over the centre square the network saw and saved as a
-//! PNG, with the same code the web page uses (`model::cam`).
+//! `trainer gradcam`: where the network looked. For each image, the heat map of the predicted
+//! (or chosen) class by one class activation map method (Grad-CAM unless `--method` says
+//! otherwise), or by all of them side by side, is drawn over the centre square the network saw
+//! and saved as a PNG, with the same code the web page uses (`model::cam`).
 
 use std::io::Cursor;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
-use model::cam::{grad_cam, overlay};
+use model::cam::{CamMethod, explain_each, overlay};
 use model::preprocess::{decode_image, square_view, to_cifar_pixels};
 
 use crate::backend::Backend;
 use crate::cli::load_checkpoint;
+use crate::plot::picture_grid;
 use crate::train::run_dir::write_atomic;
 
 /// Options of `trainer gradcam`.
@@ -29,7 +31,11 @@ pub struct GradcamArgs {
     /// Layer to explain [default: the model's last convolutional stage].
     #[arg(long)]
     pub layer: Option<String>,
-    /// Folder for the `<image>-gradcam.png` files.
+    /// Method: gradcam, hirescam, gradcam++, xgradcam, layercam, eigencam, scorecam, or
+    /// `all` for a grid of every method per image.
+    #[arg(long, default_value = "gradcam")]
+    pub method: String,
+    /// Folder for the `<image>-<method>.png` files (`<image>-all.png` for `--method all`).
     #[arg(long, default_value = "gradcam")]
     pub out: PathBuf,
     /// Opacity of the heat map over the image, 0–1.
@@ -43,11 +49,13 @@ pub struct GradcamArgs {
     pub backend: Backend,
 }
 
-/// One written heat map.
+/// One written heat map (or grid of them).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Written {
     /// The input image.
     pub image: PathBuf,
+    /// The method's name, or `all`.
+    pub method: String,
     /// The overlay PNG.
     pub png: PathBuf,
     /// The class explained and its probability.
@@ -68,6 +76,14 @@ pub fn run(args: &GradcamArgs) -> Result<Vec<Written>> {
         (32..=4096).contains(&args.size),
         "--size must be within 32–4096"
     );
+    let methods: Vec<CamMethod> = match args.method.as_str() {
+        "all" => CamMethod::ALL.to_vec(),
+        name => vec![name.parse()?],
+    };
+    let label = match methods.as_slice() {
+        [only] => only.name(),
+        _ => "all",
+    };
     let (checkpoint, device) = load_checkpoint(&args.checkpoint, args.backend)?;
     let classes = &checkpoint.info.classes;
     let class = match &args.class {
@@ -94,19 +110,45 @@ pub fn run(args: &GradcamArgs) -> Result<Vec<Written>> {
             .info
             .normalization
             .tensor(&to_cifar_pixels(&image), &device);
-        let cam = grad_cam(&checkpoint.model, input, class, args.layer.as_deref())?;
-        let picture = overlay(&square_view(&image, args.size), &cam.heat, args.opacity);
+        let cams = explain_each(
+            &checkpoint.model,
+            input,
+            &methods,
+            class,
+            args.layer.as_deref(),
+        )?;
+        let view = square_view(&image, args.size);
+        let picture = |cam: &model::cam::Cam| overlay(&view, &cam.heat, args.opacity);
+        let cam = &cams[0];
+        let encoded = if let [only] = cams.as_slice() {
+            let mut encoded = Cursor::new(Vec::new());
+            picture(only).write_to(&mut encoded, image::ImageFormat::Png)?;
+            encoded.into_inner()
+        } else {
+            let mut tiles = vec![(view.clone(), "what the network saw".to_string())];
+            tiles.extend(
+                cams.iter()
+                    .map(|c| (picture(c), c.method.title().to_string())),
+            );
+            let title = format!(
+                "{}: {} ({:.1}%) at {}",
+                checkpoint.model.config().name,
+                classes[cam.class],
+                100.0 * cam.probabilities[cam.class],
+                cam.layer
+            );
+            picture_grid(&tiles, 4, &title)?
+        };
         let stem = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "image".into());
-        let png = args.out.join(format!("{stem}-gradcam.png"));
-        let mut encoded = Cursor::new(Vec::new());
-        picture.write_to(&mut encoded, image::ImageFormat::Png)?;
-        write_atomic(&png, encoded.get_ref())?;
+        let png = args.out.join(format!("{stem}-{label}.png"));
+        write_atomic(&png, &encoded)?;
         let top = model::cam::argmax(&cam.probabilities);
         written.push(Written {
             image: path.clone(),
+            method: label.to_string(),
             png,
             class: classes[cam.class].clone(),
             probability: cam.probabilities[cam.class],
@@ -122,8 +164,9 @@ pub fn report(written: &[Written]) -> String {
         .iter()
         .map(|w| {
             format!(
-                "{}: explained {} ({:.1}%), predicted {} ({:.1}%) → {}\n",
+                "{}: {} of {} ({:.1}%), predicted {} ({:.1}%) → {}\n",
                 w.image.display(),
+                w.method,
                 w.class,
                 100.0 * w.probability,
                 w.predicted.0,

@@ -1,6 +1,7 @@
 //! The subcommands other than `train` (which lives in [`crate::train`]).
 
 pub mod bench;
+pub mod cam_eval;
 pub mod card;
 pub mod data;
 pub mod eval;

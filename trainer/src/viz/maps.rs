@@ -5,7 +5,7 @@ use anyhow::{Result, ensure};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use image::{DynamicImage, RgbImage};
-use model::cam::{argmax, grad_cam, heat_color, overlay};
+use model::cam::{CamMethod, argmax, explain, heat_color, overlay};
 use model::{CLASSES, IMAGE_SIZE, Model, Normalization};
 
 use super::{gray_tile, to_bytes};
@@ -154,7 +154,8 @@ pub fn gradcam_grid(
 ) -> Result<Vec<u8>> {
     let mut tiles: Vec<(Vec<u8>, String)> = Vec::new();
     for &(pixels, label) in images {
-        let cam = grad_cam(model, normalization.tensor(pixels, device), None, None)?;
+        let input = normalization.tensor(pixels, device);
+        let cam = explain(model, input, CamMethod::GradCam, None, None)?;
         let blended = overlay(&picture(pixels), &cam.heat, 0.5);
         tiles.push((pixels.to_vec(), format!("{} (true)", CLASSES[label])));
         tiles.push((
