@@ -4,12 +4,14 @@
 //! twin's logits on the first images of the committed sample.
 
 mod common;
+mod pytorch_logits;
 
 use std::path::Path;
 
 use burn::tensor::{Device, Tensor};
 use common::{sample, temp};
 use model::{Checkpoint, IMAGE_VALUES};
+use pytorch_logits::assert_pytorchs_logits;
 use serde_json::Value;
 use trainer::cmd::export::{ExportArgs, ExportFormat, run};
 use trainer::cmd::import::{self, ImportArgs};
@@ -80,23 +82,7 @@ fn shipped_weights_export_to_the_pytorch_twins() {
         let device = Device::flex();
         let checkpoint =
             Checkpoint::from_bytes(&std::fs::read(&weights).unwrap(), &device).unwrap();
-        let input = checkpoint.info.normalization.tensor(pixels, &device);
-        let logits: Tensor<2> = checkpoint.model.forward(input);
-        let ours: Vec<f32> = logits.into_data().try_into_vec().unwrap();
-        let theirs: Vec<f64> = expected["logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        assert_eq!(ours.len(), theirs.len());
-        let scale = theirs.iter().fold(1f64, |m, v| m.max(v.abs()));
-        for (a, b) in ours.iter().zip(&theirs) {
-            assert!(
-                (*a as f64 - b).abs() <= 1e-4 * scale,
-                "{name}: logit {a} here, {b} in PyTorch"
-            );
-        }
+        assert_pytorchs_logits(&checkpoint, pixels, &expected["logits"], name);
     }
     let err = format!(
         "{:#}",

@@ -4,12 +4,13 @@
 //! behind DataParallel's `module.`, nested in a training checkpoint, in the legacy format.
 
 mod common;
+mod pytorch_logits;
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Tensor};
 use common::{sample, temp};
 use model::IMAGE_VALUES;
+use pytorch_logits::assert_pytorchs_logits;
 use serde_json::Value;
 use trainer::cmd::import::{ImportArgs, run};
 use trainer::data::CifarSet;
@@ -43,7 +44,6 @@ fn import(file: &str, model: &str, out: PathBuf) -> anyhow::Result<model::Checkp
 fn pytorch_saved_checkpoints_import_with_pytorchs_logits() {
     let dir = temp("import-pth");
     let test = CifarSet::test(&sample()).unwrap();
-    let device = Device::flex();
     for (file, model) in [
         ("tiny-cnn.pth", "tiny-cnn"),
         ("resnet8-torchvision.pth", "resnet8"),
@@ -64,23 +64,7 @@ fn pytorch_saved_checkpoints_import_with_pytorchs_logits() {
 
         let images = expected["images"].as_u64().unwrap() as usize;
         let pixels = &test.pixels[..images * IMAGE_VALUES];
-        let input = checkpoint.info.normalization.tensor(pixels, &device);
-        let logits: Tensor<2> = checkpoint.model.forward(input);
-        let ours: Vec<f32> = logits.into_data().try_into_vec().unwrap();
-        let theirs: Vec<f64> = expected["logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        assert_eq!(ours.len(), theirs.len(), "{file}");
-        let scale = theirs.iter().fold(1f64, |m, v| m.max(v.abs()));
-        for (a, b) in ours.iter().zip(&theirs) {
-            assert!(
-                (f64::from(*a) - b).abs() <= 1e-4 * scale,
-                "{file}: logit {a} here, {b} in PyTorch"
-            );
-        }
+        assert_pytorchs_logits(&checkpoint, pixels, &expected["logits"], file);
     }
 
     // A network the file is not for: refused with what is missing, nothing written.
