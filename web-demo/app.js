@@ -5,7 +5,7 @@
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const state = { demo: null, manifest: null, model: null, classes: [], hasImage: false, runs: 0, stream: null,
-  explaining: false, queued: false };
+  explaining: false, queued: false, image: null };
 
 function setState(s) { document.body.dataset.state = s; }
 
@@ -138,13 +138,14 @@ async function useImage(bytes, source) {
   setState("busy");
   let info;
   try {
-    info = JSON.parse(state.demo.set_image(bytes));
+    info = JSON.parse(state.demo.set_image(bytes, $("framing").checked ? "pad" : "crop"));
   } catch (e) {
     say(`${source}: ${errorText(e)}${state.hasImage ? " (showing the previous image)" : ""}`, true);
     setState("ready");
     return;
   }
   state.hasImage = true;
+  state.image = { bytes, source };
   say(`${source} (${info.width}×${info.height})`);
   $("notes").replaceChildren(...info.notes.map((n) => Object.assign(document.createElement("li"), { textContent: n })));
   drawView(info.view_side);
@@ -203,6 +204,7 @@ function wireInputs() {
   $("opacity").addEventListener("input", (e) => { $("heat").style.opacity = e.target.value / 100; });
   $("explain").addEventListener("change", explain);
   $("method").addEventListener("change", explain);
+  $("framing").addEventListener("change", () => state.image && useImage(state.image.bytes, state.image.source));
   $("model").addEventListener("change", async (e) => {
     setState("busy");
     try {

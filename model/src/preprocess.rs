@@ -152,9 +152,60 @@ fn image_error(e: image::ImageError, limits: DecodeLimits) -> ModelError {
     }
 }
 
+/// How a picture that is not square becomes the square the networks see.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Framing {
+    /// The centre square: the ends of a wide or tall picture are cut off.
+    #[default]
+    Crop,
+    /// The whole picture, centred on a square of [`PAD_COLOUR`].
+    Pad,
+}
+
+/// The colour around a padded picture: mid grey, close to CIFAR-10's mean colour, so that it
+/// normalises to about zero.
+pub const PAD_COLOUR: [u8; 3] = [128, 128, 128];
+
+impl Framing {
+    /// `crop` or `pad`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Framing::Crop => "crop",
+            Framing::Pad => "pad",
+        }
+    }
+
+    /// What was done to a `width × height` picture, in words for the user (`None` when it was
+    /// already square).
+    pub fn note(self, width: u32, height: u32) -> Option<String> {
+        let side = width.min(height);
+        let long = width.max(height);
+        (width != height).then(|| match self {
+            Framing::Crop => format!("{width}×{height}: the centre {side}×{side} square was used"),
+            Framing::Pad => {
+                format!("{width}×{height}: the whole picture, padded with grey to {long}×{long}")
+            }
+        })
+    }
+}
+
+impl std::str::FromStr for Framing {
+    type Err = ModelError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "crop" => Ok(Framing::Crop),
+            "pad" => Ok(Framing::Pad),
+            other => Err(ModelError::BadOption(format!(
+                "unknown framing `{other}` (crop: the centre square; pad: the whole picture)"
+            ))),
+        }
+    }
+}
+
 /// Turns any image into a CIFAR-10 record's pixels: [`square_view`] at 32 × 32, channel-major.
-pub fn to_cifar_pixels(image: &DynamicImage) -> Vec<u8> {
-    let small = square_view(image, IMAGE_SIZE as u32);
+pub fn to_cifar_pixels(image: &DynamicImage, framing: Framing) -> Vec<u8> {
+    let small = square_view(image, IMAGE_SIZE as u32, framing);
     let plane = IMAGE_SIZE * IMAGE_SIZE;
     let mut out = vec![0u8; IMAGE_VALUES];
     for (i, pixel) in small.pixels().enumerate() {
@@ -165,14 +216,29 @@ pub fn to_cifar_pixels(image: &DynamicImage) -> Vec<u8> {
     out
 }
 
-/// The part of an image the networks see, at `side × side`: transparency composited over
-/// white, centre-cropped to a square, resized (antialiased). Heat maps are drawn over this.
-pub fn square_view(image: &DynamicImage, side: u32) -> RgbImage {
+/// What the networks see of an image, at `side × side`: transparency composited over white,
+/// made square as `framing` says (centre crop, or padding), resized (antialiased). Heat maps
+/// are drawn over this.
+pub fn square_view(image: &DynamicImage, side: u32, framing: Framing) -> RgbImage {
     let rgb = flatten_alpha(&image.to_rgba8());
     let (w, h) = rgb.dimensions();
-    let crop = w.min(h).max(1);
-    let square =
-        image::imageops::crop_imm(&rgb, (w - crop) / 2, (h - crop) / 2, crop, crop).to_image();
+    let square = match framing {
+        Framing::Crop => {
+            let crop = w.min(h).max(1);
+            image::imageops::crop_imm(&rgb, (w - crop) / 2, (h - crop) / 2, crop, crop).to_image()
+        }
+        Framing::Pad => {
+            let long = w.max(h).max(1);
+            let mut square = RgbImage::from_pixel(long, long, image::Rgb(PAD_COLOUR));
+            image::imageops::replace(
+                &mut square,
+                &rgb,
+                i64::from((long - w) / 2),
+                i64::from((long - h) / 2),
+            );
+            square
+        }
+    };
     image::imageops::resize(&square, side, side, FilterType::Triangle)
 }
 
@@ -221,7 +287,7 @@ mod tests {
                 Rgba([0, 0, 255, 255])
             }
         });
-        let px = to_cifar_pixels(&DynamicImage::ImageRgba8(img));
+        let px = to_cifar_pixels(&DynamicImage::ImageRgba8(img), Framing::Crop);
         assert_eq!(px.len(), IMAGE_VALUES);
         let plane = IMAGE_SIZE * IMAGE_SIZE;
         assert_eq!(px[0], 255, "top-left is red in the R plane");
@@ -230,9 +296,53 @@ mod tests {
     }
 
     #[test]
+    fn padding_keeps_the_whole_picture_and_cropping_its_centre() {
+        // 96 × 32: red, green and blue thirds.
+        let img = DynamicImage::ImageRgb8(RgbImage::from_fn(96, 32, |x, _| {
+            let mut p = [0u8; 3];
+            p[(x / 32) as usize] = 255;
+            image::Rgb(p)
+        }));
+        let crop = square_view(&img, 32, Framing::Crop);
+        assert!(
+            crop.pixels().all(|p| p.0 == [0, 255, 0]),
+            "only the green centre"
+        );
+        let pad = square_view(&img, 96, Framing::Pad);
+        // A 96 × 96 square: grey bands above and below the 32-pixel-high picture.
+        assert_eq!(pad.get_pixel(0, 0).0, PAD_COLOUR);
+        assert_eq!(pad.get_pixel(95, 95).0, PAD_COLOUR);
+        assert_eq!(pad.get_pixel(5, 48).0, [255, 0, 0], "the left end is kept");
+        assert_eq!(pad.get_pixel(48, 48).0, [0, 255, 0]);
+        assert_eq!(
+            pad.get_pixel(90, 48).0,
+            [0, 0, 255],
+            "the right end is kept"
+        );
+        // At the network's size the thirds are still there, between grey bands.
+        let px = to_cifar_pixels(&img, Framing::Pad);
+        let plane = IMAGE_SIZE * IMAGE_SIZE;
+        let at = |c: usize, row: usize, col: usize| px[c * plane + row * IMAGE_SIZE + col];
+        assert_eq!([at(0, 0, 0), at(1, 0, 0), at(2, 0, 0)], PAD_COLOUR);
+        assert_eq!([at(0, 16, 2), at(1, 16, 2), at(2, 16, 2)], [255, 0, 0]);
+        assert_eq!([at(0, 16, 29), at(1, 16, 29), at(2, 16, 29)], [0, 0, 255]);
+        // A square picture is the same either way; the notes say what happened.
+        let square = DynamicImage::ImageRgb8(RgbImage::from_pixel(40, 40, image::Rgb([9, 8, 7])));
+        assert_eq!(
+            square_view(&square, 32, Framing::Pad),
+            square_view(&square, 32, Framing::Crop)
+        );
+        assert_eq!(Framing::Pad.note(40, 40), None);
+        assert!(Framing::Pad.note(96, 32).unwrap().contains("padded"));
+        assert!(Framing::Crop.note(96, 32).unwrap().contains("centre 32×32"));
+        assert_eq!("pad".parse::<Framing>().unwrap(), Framing::Pad);
+        assert!("fit".parse::<Framing>().is_err());
+    }
+
+    #[test]
     fn transparent_pixels_become_white() {
         let img = RgbaImage::from_pixel(8, 8, Rgba([0, 0, 0, 0]));
-        let px = to_cifar_pixels(&DynamicImage::ImageRgba8(img));
+        let px = to_cifar_pixels(&DynamicImage::ImageRgba8(img), Framing::Crop);
         assert!(px.iter().all(|&p| p == 255));
     }
 
@@ -248,10 +358,16 @@ mod tests {
             5,
             image::Rgb([65535u16, 0, 0]),
         ));
-        let px = to_cifar_pixels(&decode_image(&encode(&deep, ImageFormat::Png)).unwrap());
+        let px = to_cifar_pixels(
+            &decode_image(&encode(&deep, ImageFormat::Png)).unwrap(),
+            Framing::Crop,
+        );
         assert_eq!(px[0], 255);
         let gray = DynamicImage::ImageLuma8(image::GrayImage::from_pixel(4, 4, image::Luma([77])));
-        let px = to_cifar_pixels(&decode_image(&encode(&gray, ImageFormat::Png)).unwrap());
+        let px = to_cifar_pixels(
+            &decode_image(&encode(&gray, ImageFormat::Png)).unwrap(),
+            Framing::Crop,
+        );
         assert!(px.iter().all(|&p| p == 77));
         let err = decode_image(b"definitely not an image").unwrap_err();
         assert!(err.to_string().contains("not an image"), "{err}");

@@ -5,7 +5,7 @@
 use burn::tensor::Device;
 use image::{DynamicImage, RgbImage};
 use model::cam::{Cam, CamMethod};
-use model::preprocess::to_cifar_pixels;
+use model::preprocess::{Framing, to_cifar_pixels};
 use model::{Checkpoint, IMAGE_SIZE, IMAGE_VALUES};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -40,7 +40,7 @@ fn explain(
     class: Option<usize>,
     device: &Device,
 ) -> Vec<Cam> {
-    let pixels = to_cifar_pixels(&DynamicImage::ImageRgb8(image.clone()));
+    let pixels = to_cifar_pixels(&DynamicImage::ImageRgb8(image.clone()), Framing::Crop);
     let input = checkpoint.info.normalization.tensor(&pixels, device);
     model::cam::explain_each(&checkpoint.model, input, methods, class, None).unwrap()
 }

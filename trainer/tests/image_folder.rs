@@ -138,6 +138,35 @@ fn an_image_folder_is_read_once_cached_checked_and_trained_on() {
     let outcome = train::run(&job).unwrap();
     assert_eq!(outcome.test.total(), 30);
 
+    // A `val/` folder becomes the validation set, instead of a share of train/.
+    for class in CLASSES {
+        std::fs::create_dir_all(root.join("val").join(class)).unwrap();
+    }
+    for i in 90..110 {
+        save(&set, i, &root.join("val"), 40, 40, ImageFormat::Png);
+    }
+    let (cache, info) = cached_batches(&root, false).unwrap();
+    assert_eq!(info.counts["val"].iter().sum::<usize>(), 20);
+    assert_eq!(CifarSet::val(&cache).unwrap().unwrap().len(), 20);
+    assert!(info_report(&root).contains("val"), "{}", info_report(&root));
+    let outcome = train::run(&job).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(outcome.run_dir.join("config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            summary["train_images"].as_u64(),
+            summary["val_images"].as_u64()
+        ),
+        (Some(60), Some(20)),
+        "{summary}"
+    );
+    // Removed again: no validation batch is left behind.
+    std::fs::remove_dir_all(root.join("val")).unwrap();
+    let (cache, _) = cached_batches(&root, false).unwrap();
+    assert!(CifarSet::val(&cache).unwrap().is_none());
+
     // Folders that are not CIFAR-10's classes are refused with the reason.
     std::fs::rename(root.join("train/cat"), root.join("train/kitten")).unwrap();
     let err = format!("{:#}", cached_batches(&root, false).unwrap_err());

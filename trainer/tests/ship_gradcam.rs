@@ -10,7 +10,7 @@ use model::cam::CamMethod;
 use model::manifest::Manifest;
 use sha2::{Digest, Sha256};
 use trainer::cli::{Cli, Command};
-use trainer::cmd::{cam_eval, eval, gradcam, ship};
+use trainer::cmd::{cam_eval, eval, gradcam, predict, ship};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
@@ -142,7 +142,11 @@ fn gradcam_writes_overlays_of_the_chosen_class_and_method() {
     );
     let predicted = image::open(&written[0].png).unwrap().to_rgb8();
     assert_eq!(predicted.dimensions(), (256, 256));
-    let plain = model::preprocess::square_view(&image::open(&cat).unwrap(), 256);
+    let plain = model::preprocess::square_view(
+        &image::open(&cat).unwrap(),
+        256,
+        model::preprocess::Framing::Crop,
+    );
     assert_ne!(predicted, plain, "the heat map is drawn over the photo");
 
     let chosen = run(&["--class", "frog", "--opacity", "0.8"]).unwrap();
@@ -167,6 +171,78 @@ fn gradcam_writes_overlays_of_the_chosen_class_and_method() {
     assert_eq!(grid.dimensions(), (10 + 4 * 74, 40 + 2 * 100));
     let err = run(&["--method", "saliency"]).unwrap_err().to_string();
     assert!(err.contains("unknown CAM method `saliency`"), "{err}");
+
+    // A wide picture: the truck between two wide white margins. Cropped, the network sees
+    // only white; padded, it sees the whole strip (and the overlay at opacity 0 is exactly
+    // that view).
+    let truck_image = image::open(&truck).unwrap().to_rgb8();
+    let mut wide = image::RgbImage::from_pixel(160, 32, image::Rgb([255, 255, 255]));
+    image::imageops::replace(&mut wide, &truck_image, 0, 0);
+    let wide_path = out.join("wide-truck.png");
+    wide.save(&wide_path).unwrap();
+    let wide_path = wide_path.to_str().unwrap();
+    let framed = |framing: &str| {
+        let args = [
+            "gradcam",
+            "-c",
+            "../weights/basic-cnn.safetensors",
+            "--out",
+            out.to_str().unwrap(),
+            "--opacity",
+            "0",
+            "--size",
+            "64",
+            "--framing",
+            framing,
+            wide_path,
+        ];
+        let Command::Gradcam(a) = parse(&args) else {
+            panic!()
+        };
+        let written = gradcam::run(&a).unwrap().remove(0);
+        (
+            written.predicted,
+            image::open(&written.png).unwrap().to_rgb8(),
+        )
+    };
+    let wide = image::DynamicImage::ImageRgb8(wide);
+    for framing in [
+        model::preprocess::Framing::Crop,
+        model::preprocess::Framing::Pad,
+    ] {
+        let (_, drawn) = framed(framing.name());
+        assert_eq!(
+            drawn,
+            model::preprocess::square_view(&wide, 64, framing),
+            "{framing:?}"
+        );
+    }
+    let (cropped, _) = framed("crop");
+    let (padded, _) = framed("pad");
+    assert_ne!(cropped, padded, "the network saw different pictures");
+    let predicted = |framing: &str| {
+        let args = [
+            "predict",
+            "-c",
+            "../weights/basic-cnn.safetensors",
+            "--framing",
+            framing,
+            wide_path,
+        ];
+        let Command::Predict(a) = parse(&args) else {
+            panic!()
+        };
+        predict::run(&a).unwrap().remove(0).top[0].clone()
+    };
+    for (framing, gradcam) in [("pad", &padded), ("crop", &cropped)] {
+        let (class, p) = predicted(framing);
+        assert_eq!(&class, &gradcam.0, "{framing}");
+        assert!(
+            (p - gradcam.1).abs() < 1e-4,
+            "{framing}: {p} vs {}",
+            gradcam.1
+        );
+    }
 
     let err = run(&["--class", "unicorn"]).unwrap_err().to_string();
     assert!(err.contains("unknown class `unicorn`"), "{err}");

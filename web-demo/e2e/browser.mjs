@@ -1,7 +1,7 @@
 // End-to-end test of the built page in Debian's Chromium (playwright-core; never a
 // downloaded browser). Serves the trunk output on loopback, feeds the page real CIFAR-10 test
 // images through its file input, and checks the prediction against the native Rust answer,
-// that a heat map was drawn, class choice, every explanation method, opacity, bad input, the
+// that a heat map was drawn, class choice, every explanation method, framing, opacity, bad input, the
 // gallery and the model switcher. Prints the timings it saw.
 //
 // node browser.mjs --dist DIR --expected FILE --backend webgpu|cpu [--base /path/] [--offline] [--camera]
@@ -138,6 +138,30 @@ try {
     await page.selectOption("#method", "gradcam");
     await settled(before);
   }
+
+  // A wide picture (red, green and blue thirds): the centre square by default, the whole
+  // strip on grey with "Whole picture", and the note says which.
+  before = await runs();
+  await page.evaluate(async () => {
+    const canvas = Object.assign(document.createElement("canvas"), { width: 96, height: 32 });
+    const context = canvas.getContext("2d");
+    ["#ff0000", "#00ff00", "#0000ff"].forEach((colour, i) => { context.fillStyle = colour; context.fillRect(32 * i, 0, 32, 32); });
+    const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
+    const data = new DataTransfer();
+    data.items.add(new File([blob], "wide.png", { type: "image/png" }));
+    document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true }));
+  });
+  await settled(before);
+  const leftEdge = () => page.evaluate(() => Array.from(document.getElementById("view").getContext("2d").getImageData(4, 128, 1, 1).data.slice(0, 3)));
+  const notes = () => page.textContent("#notes");
+  check((await leftEdge()).join() === "0,255,0" && /centre 32×32/.test(await notes()), `cropped: ${await leftEdge()}, ${await notes()}`);
+  before = await runs();
+  await page.check("#framing");
+  await settled(before);
+  check((await leftEdge()).join() === "255,0,0" && /padded/.test(await notes()), `padded: ${await leftEdge()}, ${await notes()}`);
+  before = await runs();
+  await page.uncheck("#framing");
+  await settled(before);
 
   await page.fill("#opacity", "20");
   check(await page.evaluate(() => document.getElementById("heat").style.opacity) === "0.2", "opacity slider ignored");

@@ -7,7 +7,7 @@ use burn::tensor::{Device, Tensor};
 use image::{ColorType, RgbImage};
 use model::cam::{Cam, CamInputs, CamMethod, PendingCam, cam_tensors};
 use model::preprocess::{
-    DecodeLimits, decode_image_with, is_animated, square_view, to_cifar_pixels,
+    DecodeLimits, Framing, decode_image_with, is_animated, square_view, to_cifar_pixels,
 };
 use model::{Checkpoint, CheckpointInfo, Model, ModelError};
 use serde::Serialize;
@@ -26,7 +26,7 @@ pub const VIEW_SIDE: u32 = 256;
 pub struct Prepared {
     /// The CIFAR-sized input, channel-major `u8` (3 × 32 × 32).
     pub pixels: Vec<u8>,
-    /// The same centre crop at [`VIEW_SIDE`] pixels, for display.
+    /// The same square at [`VIEW_SIDE`] pixels, for display.
     pub view: RgbImage,
     /// The decoded image's size (after EXIF rotation).
     pub width: u32,
@@ -36,8 +36,9 @@ pub struct Prepared {
     pub notes: Vec<String>,
 }
 
-/// Decodes an image file and prepares it; errors name what is wrong with the file.
-pub fn prepare(bytes: &[u8]) -> Result<Prepared, ModelError> {
+/// Decodes an image file and prepares it, made square as `framing` says; errors name what is
+/// wrong with the file.
+pub fn prepare(bytes: &[u8], framing: Framing) -> Result<Prepared, ModelError> {
     if bytes.is_empty() {
         return Err(ModelError::Image("the file is empty".into()));
     }
@@ -48,18 +49,13 @@ pub fn prepare(bytes: &[u8]) -> Result<Prepared, ModelError> {
         notes.push("animated image: its first frame was classified".to_string());
     }
     notes.extend(colour_note(image.color()));
-    if width != height {
-        let side = width.min(height);
-        notes.push(format!(
-            "{width}×{height}: the centre {side}×{side} square was used"
-        ));
-    }
+    notes.extend(framing.note(width, height));
     if width.max(height) > 32 {
         notes.push("shrunk to 32×32, the size the network was trained on".to_string());
     }
     Ok(Prepared {
-        pixels: to_cifar_pixels(&image),
-        view: square_view(&image, VIEW_SIDE),
+        pixels: to_cifar_pixels(&image, framing),
+        view: square_view(&image, VIEW_SIDE, framing),
         width,
         height,
         notes,

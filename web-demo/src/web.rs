@@ -4,6 +4,7 @@
 
 use burn::tensor::{Device, Tensor};
 use model::cam::CamMethod;
+use model::preprocess::Framing;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
@@ -112,10 +113,12 @@ impl Demo {
         Ok(summary)
     }
 
-    /// Decodes and prepares an image file; returns its size and notes as JSON. The previous
-    /// image stays when this fails.
-    pub fn set_image(&mut self, bytes: &[u8]) -> Result<String, JsError> {
-        let prepared = prepare(bytes)?;
+    /// Decodes and prepares an image file, made square as `framing` says (`crop`, the
+    /// default, or `pad`); returns its size and notes as JSON. The previous image stays when
+    /// this fails.
+    pub fn set_image(&mut self, bytes: &[u8], framing: Option<String>) -> Result<String, JsError> {
+        let framing: Framing = framing.as_deref().unwrap_or("crop").parse()?;
+        let prepared = prepare(bytes, framing)?;
         let info = serde_json::to_string(&ImageInfo {
             width: prepared.width,
             height: prepared.height,

@@ -9,6 +9,7 @@ use std::process::Command;
 
 use burn::tensor::Device;
 use model::manifest::Manifest;
+use model::preprocess::Framing;
 use serde_json::json;
 use web_demo::classify::{Answer, Classifier, prepare};
 
@@ -44,8 +45,11 @@ fn expected_answers(dir: &Path) -> PathBuf {
     let mut correct = 0;
     for item in &gallery {
         let file = item["file"].as_str().unwrap();
-        let prepared =
-            prepare(&std::fs::read(Path::new(CRATE).join("gallery").join(file)).unwrap()).unwrap();
+        let prepared = prepare(
+            &std::fs::read(Path::new(CRATE).join("gallery").join(file)).unwrap(),
+            Framing::Crop,
+        )
+        .unwrap();
         let answer = Answer::new(
             &classifier.explain(&prepared, None).unwrap(),
             classifier.classes(),

@@ -10,6 +10,7 @@ use image::{
     Rgba, RgbaImage,
 };
 use model::IMAGE_SIZE;
+use model::preprocess::Framing;
 use web_demo::classify::{VIEW_SIDE, prepare};
 
 fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
@@ -19,7 +20,7 @@ fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
 }
 
 fn error(bytes: &[u8]) -> String {
-    prepare(bytes).unwrap_err().to_string()
+    prepare(bytes, Framing::Crop).unwrap_err().to_string()
 }
 
 /// Red, green and blue of the centre pixel of the network's input.
@@ -62,7 +63,7 @@ fn handles_animation_depth_grayscale_and_transparency() {
             encoder.encode_frame(frame).unwrap();
         }
     }
-    let prepared = prepare(&gif).unwrap();
+    let prepared = prepare(&gif, Framing::Crop).unwrap();
     assert!(
         prepared.notes.iter().any(|n| n.contains("animated")),
         "{:?}",
@@ -71,7 +72,7 @@ fn handles_animation_depth_grayscale_and_transparency() {
     assert_eq!(centre(&prepared.pixels), [255, 0, 0]);
 
     let deep = DynamicImage::ImageRgb16(ImageBuffer::from_pixel(20, 20, Rgb([0u16, 65535, 0])));
-    let prepared = prepare(&encode(&deep, ImageFormat::Png)).unwrap();
+    let prepared = prepare(&encode(&deep, ImageFormat::Png), Framing::Crop).unwrap();
     assert!(
         prepared.notes.iter().any(|n| n.contains("16-bit")),
         "{:?}",
@@ -80,7 +81,7 @@ fn handles_animation_depth_grayscale_and_transparency() {
     assert_eq!(centre(&prepared.pixels), [0, 255, 0]);
 
     let gray = DynamicImage::ImageLuma8(GrayImage::from_pixel(20, 20, Luma([90])));
-    let prepared = prepare(&encode(&gray, ImageFormat::Png)).unwrap();
+    let prepared = prepare(&encode(&gray, ImageFormat::Png), Framing::Crop).unwrap();
     assert!(
         prepared.notes.iter().any(|n| n.contains("grayscale")),
         "{:?}",
@@ -89,7 +90,7 @@ fn handles_animation_depth_grayscale_and_transparency() {
     assert_eq!(centre(&prepared.pixels), [90, 90, 90]);
 
     let clear = DynamicImage::ImageRgba8(RgbaImage::from_pixel(20, 20, Rgba([0, 0, 0, 0])));
-    let prepared = prepare(&encode(&clear, ImageFormat::Png)).unwrap();
+    let prepared = prepare(&encode(&clear, ImageFormat::Png), Framing::Crop).unwrap();
     assert!(
         prepared.notes.iter().any(|n| n.contains("transparency")),
         "{:?}",
@@ -121,11 +122,53 @@ fn applies_the_exif_rotation_of_a_phone_photo() {
     encoder
         .write_image(stored.as_raw(), 64, 32, image::ExtendedColorType::Rgb8)
         .unwrap();
-    let prepared = prepare(&jpeg).unwrap();
+    let prepared = prepare(&jpeg, Framing::Crop).unwrap();
     assert_eq!((prepared.width, prepared.height), (32, 64));
     // The centre square of the upright image straddles red (top) and blue (bottom).
     let top = prepared.view.get_pixel(VIEW_SIDE / 2, 10);
     let bottom = prepared.view.get_pixel(VIEW_SIDE / 2, VIEW_SIDE - 10);
     assert!(top[0] > 200 && top[2] < 60, "top {top:?}");
     assert!(bottom[2] > 200 && bottom[0] < 60, "bottom {bottom:?}");
+}
+
+#[test]
+fn a_wide_photo_is_cropped_or_padded_as_asked_and_the_note_says_which() {
+    // 96 × 32: red, green and blue thirds.
+    let wide = DynamicImage::ImageRgb8(RgbImage::from_fn(96, 32, |x, _| {
+        let mut p = [0u8; 3];
+        p[(x / 32) as usize] = 255;
+        Rgb(p)
+    }));
+    let bytes = encode(&wide, ImageFormat::Png);
+    let cropped = prepare(&bytes, Framing::Crop).unwrap();
+    assert_eq!(centre(&cropped.pixels), [0, 255, 0]);
+    assert_eq!(
+        cropped.view.get_pixel(5, VIEW_SIDE / 2).0,
+        [0, 255, 0],
+        "the ends are cut"
+    );
+    assert!(
+        cropped.notes.iter().any(|n| n.contains("centre 32×32")),
+        "{:?}",
+        cropped.notes
+    );
+    let padded = prepare(&bytes, Framing::Pad).unwrap();
+    assert_eq!(centre(&padded.pixels), [0, 255, 0]);
+    let side = VIEW_SIDE;
+    assert_eq!(
+        padded.view.get_pixel(5, side / 2).0,
+        [255, 0, 0],
+        "the left end is kept"
+    );
+    assert_eq!(
+        padded.view.get_pixel(side - 5, side / 2).0,
+        [0, 0, 255],
+        "so is the right"
+    );
+    assert_eq!(padded.view.get_pixel(5, 5).0, model::preprocess::PAD_COLOUR);
+    assert!(
+        padded.notes.iter().any(|n| n.contains("padded")),
+        "{:?}",
+        padded.notes
+    );
 }

@@ -46,7 +46,7 @@ fn the_default_model_explains_a_test_image() {
     let bytes = std::fs::read(Path::new(ROOT).join("weights").join(&entry.file)).unwrap();
     let classifier = Classifier::load(&bytes, &Device::flex()).unwrap();
     let image = std::fs::read(format!("{ROOT}/web-demo/gallery/00504-truck.png")).unwrap();
-    let prepared = prepare(&image).unwrap();
+    let prepared = prepare(&image, model::preprocess::Framing::Crop).unwrap();
     let cam = classifier.explain(&prepared, None).unwrap();
     let answer = Answer::new(&cam, classifier.classes());
     assert_eq!(answer.top.len(), 5);

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 use model::cam::{CamMethod, explain_each, overlay};
-use model::preprocess::{decode_image, square_view, to_cifar_pixels};
+use model::preprocess::{Framing, decode_image, square_view, to_cifar_pixels};
 
 use crate::backend::Backend;
 use crate::cli::load_checkpoint;
@@ -38,6 +38,10 @@ pub struct GradcamArgs {
     /// Folder for the `<image>-<method>.png` files (`<image>-all.png` for `--method all`).
     #[arg(long, default_value = "gradcam")]
     pub out: PathBuf,
+    /// How a picture that is not square is fitted: `crop` (the centre square) or `pad` (the
+    /// whole picture on grey); the heat map is drawn over what the network saw.
+    #[arg(long, default_value = "crop")]
+    pub framing: Framing,
     /// Opacity of the heat map over the image, 0–1.
     #[arg(long, default_value_t = 0.5)]
     pub opacity: f32,
@@ -109,7 +113,7 @@ pub fn run(args: &GradcamArgs) -> Result<Vec<Written>> {
         let input = checkpoint
             .info
             .normalization
-            .tensor(&to_cifar_pixels(&image), &device);
+            .tensor(&to_cifar_pixels(&image, args.framing), &device);
         let cams = explain_each(
             &checkpoint.model,
             input,
@@ -117,7 +121,7 @@ pub fn run(args: &GradcamArgs) -> Result<Vec<Written>> {
             class,
             args.layer.as_deref(),
         )?;
-        let view = square_view(&image, args.size);
+        let view = square_view(&image, args.size, args.framing);
         let picture = |cam: &model::cam::Cam| overlay(&view, &cam.heat, args.opacity);
         let cam = &cams[0];
         let encoded = if let [only] = cams.as_slice() {

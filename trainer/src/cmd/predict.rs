@@ -6,7 +6,7 @@ use anyhow::{Context, Result, ensure};
 use burn::module::Module;
 use burn::tensor::activation::softmax;
 use clap::Args;
-use model::preprocess::{decode_image, to_cifar_pixels};
+use model::preprocess::{Framing, decode_image, to_cifar_pixels};
 
 use crate::backend::Backend;
 use crate::cli::load_checkpoint;
@@ -20,6 +20,10 @@ pub struct PredictArgs {
     /// Image files of any size (PNG, JPEG, GIF, WebP, BMP).
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
+    /// How a picture that is not square is fitted: `crop` (the centre square) or `pad` (the
+    /// whole picture on grey).
+    #[arg(long, default_value = "crop")]
+    pub framing: Framing,
     /// How many classes to show per image.
     #[arg(long, default_value_t = 5)]
     pub top: usize,
@@ -45,7 +49,7 @@ pub fn run(args: &PredictArgs) -> Result<Vec<Prediction>> {
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let image = decode_image(&bytes).with_context(|| format!("{}", path.display()))?;
-        pixels.extend(to_cifar_pixels(&image));
+        pixels.extend(to_cifar_pixels(&image, args.framing));
     }
     let (checkpoint, device) = load_checkpoint(&args.checkpoint, args.backend)?;
     let model = checkpoint.model.valid();

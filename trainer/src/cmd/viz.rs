@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use model::preprocess::{decode_image, to_cifar_pixels};
+use model::preprocess::{Framing, decode_image, to_cifar_pixels};
 
 use crate::backend::Backend;
 use crate::cli::{load_checkpoint, output_dir};
@@ -73,6 +73,7 @@ pub fn run(args: &VizArgs) -> Result<Vec<PathBuf>> {
                     .with_context(|| format!("cannot read {}", path.display()))?;
                 to_cifar_pixels(
                     &decode_image(&bytes).with_context(|| format!("{}", path.display()))?,
+                    Framing::Crop,
                 )
             }
             None => test.image(0).to_vec(),

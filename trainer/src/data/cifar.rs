@@ -21,6 +21,8 @@ pub const TRAIN_FILES: [&str; 5] = [
 ];
 /// The test batch file.
 pub const TEST_FILE: &str = "test_batch.bin";
+/// The validation batch an image folder's `val/` is cached as (CIFAR-10 itself has none).
+pub const VAL_FILE: &str = "val_batch.bin";
 
 /// Images and labels held in memory: `pixels` has `3072` channel-major bytes per image.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -122,6 +124,16 @@ impl CifarSet {
     /// The 10,000 test images (`test_batch.bin`).
     pub fn test(dir: &Path) -> Result<CifarSet> {
         Self::read_files(dir, &[TEST_FILE])
+    }
+
+    /// The validation images of `dir` (`val_batch.bin`), when it has them.
+    pub fn val(dir: &Path) -> Result<Option<CifarSet>> {
+        let path = dir.join(VAL_FILE);
+        if path.exists() {
+            Ok(Some(Self::read_file(&path)?))
+        } else {
+            Ok(None)
+        }
     }
 
     /// Splits off a validation set of `ratio × len` images chosen at random with `seed`;

@@ -1,5 +1,6 @@
-//! Image-folder datasets, torchvision `ImageFolder` style: `DIR/train/<class>/*.png|jpg|…` and
-//! `DIR/test/<class>/…`, classes from the folder names, sorted. The images (any size; resized
+//! Image-folder datasets, torchvision `ImageFolder` style: `DIR/train/<class>/*.png|jpg|…`,
+//! `DIR/test/<class>/…` and, when there is one, `DIR/val/<class>/…` (the validation set
+//! training then uses instead of a share of `train/`), classes from the folder names, sorted. The images (any size; resized
 //! the way `model::preprocess` prepares a photo, centre square at 32 × 32) are read in parallel
 //! once and cached as CIFAR-10 binary batches in `DIR/.cifar-burn/`, which every command then
 //! reads like the official data; the cache is rebuilt when the folder's files change.
@@ -10,12 +11,12 @@ use std::time::UNIX_EPOCH;
 
 use anyhow::{Context, Result, bail, ensure};
 use image::GenericImageView;
-use model::preprocess::{decode_image, to_cifar_pixels};
+use model::preprocess::{Framing, decode_image, to_cifar_pixels};
 use model::{CLASSES, IMAGE_VALUES};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::cifar::{TEST_FILE, TRAIN_FILES};
+use super::cifar::{TEST_FILE, TRAIN_FILES, VAL_FILE};
 use crate::train::run_dir::write_atomic;
 
 /// The cache folder inside an image folder.
@@ -147,10 +148,13 @@ pub fn cached_batches(dir: &Path, strict: bool) -> Result<(PathBuf, FolderInfo)>
         classes.join(", "),
         CLASSES.join(", ")
     );
-    let splits = [
+    let mut splits = vec![
         split_files(dir, "train", &classes)?,
         split_files(dir, "test", &classes)?,
     ];
+    if dir.join("val").is_dir() {
+        splits.push(split_files(dir, "val", &classes)?);
+    }
     let mut prints = BTreeMap::new();
     for split in &splits {
         prints.insert(split.name.to_string(), fingerprint(split)?);
@@ -179,7 +183,7 @@ pub fn cached_batches(dir: &Path, strict: bool) -> Result<(PathBuf, FolderInfo)>
             .map(|(path, _)| {
                 let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
                 let image = decode_image(&bytes).map_err(|e| e.to_string())?;
-                Ok((to_cifar_pixels(&image), image.dimensions()))
+                Ok((to_cifar_pixels(&image, Framing::Crop), image.dimensions()))
             })
             .collect();
         let mut records = Vec::with_capacity(split.files.len() * (IMAGE_VALUES + 1));
@@ -232,6 +236,11 @@ pub fn cached_batches(dir: &Path, strict: bool) -> Result<(PathBuf, FolderInfo)>
     for (split, records) in &all_records {
         write_split(&cache, split, records)?;
     }
+    // A `val/` folder that was removed leaves no validation batch behind.
+    if !dir.join("val").is_dir() && cache.join(VAL_FILE).exists() {
+        std::fs::remove_file(cache.join(VAL_FILE))
+            .with_context(|| format!("cannot remove {}", cache.join(VAL_FILE).display()))?;
+    }
     let info = FolderInfo {
         fingerprint: prints,
         classes: classes.clone(),
@@ -252,13 +261,18 @@ pub fn cached_batches(dir: &Path, strict: bool) -> Result<(PathBuf, FolderInfo)>
 }
 
 /// Writes a split's records as the official files: the training records spread over the five
-/// `data_batch_*.bin`, the test records in `test_batch.bin`.
+/// `data_batch_*.bin`, the test records in `test_batch.bin`, the validation records in
+/// `val_batch.bin`.
 fn write_split(cache: &Path, split: &str, records: &[u8]) -> Result<()> {
     let record = IMAGE_VALUES + 1;
     let n = records.len() / record;
-    if split == "test" {
-        ensure!(n > 0, "the test split has no usable image");
-        return write_atomic(&cache.join(TEST_FILE), records);
+    if let Some(file) = match split {
+        "test" => Some(TEST_FILE),
+        "val" => Some(VAL_FILE),
+        _ => None,
+    } {
+        ensure!(n > 0, "the {split} split has no usable image");
+        return write_atomic(&cache.join(file), records);
     }
     ensure!(
         n >= TRAIN_FILES.len(),

@@ -247,7 +247,8 @@ pub struct DataConfig {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Fraction of the training images held out for validation (0 disables validation;
-    /// the best checkpoint is then chosen by training accuracy).
+    /// the best checkpoint is then chosen by training accuracy). An image folder with a
+    /// `val/` folder is validated on that instead.
     #[arg(long, default_value_t = 0.1)]
     pub val_ratio: f64,
     /// Use only the first N training images (quick experiments).

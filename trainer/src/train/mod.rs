@@ -109,7 +109,11 @@ pub fn run(job: &TrainJob) -> Result<TrainOutcome> {
         full = full.subset(&(0..limit.min(full.len())).collect::<Vec<_>>());
     }
     let test = Arc::new(CifarSet::test(&data_dir)?);
-    let (train, val) = full.split(config.data.val_ratio, config.run.seed)?;
+    // An image folder's own `val/` set, or a share of the training images.
+    let (train, val) = match CifarSet::val(&data_dir)? {
+        Some(val) => (full, val),
+        None => full.split(config.data.val_ratio, config.run.seed)?,
+    };
     ensure!(
         train.len() >= 2,
         "the training split has {} images; need at least 2",
