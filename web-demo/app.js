@@ -50,6 +50,7 @@ async function loadModel(name) {
   }
   const summary = JSON.parse(state.demo.load_model(bytes));
   state.model = entry;
+  $("grid").hidden = true; // the grid shows the previous model's maps
   state.classes = summary.classes;
   const ms = performance.now() - t0;
   $("timing").dataset.load = ms.toFixed(0);
@@ -116,6 +117,7 @@ async function explain() {
       $("method").value || undefined));
     const ms = performance.now() - t0;
     drawAnswer(answer);
+    for (const figure of $("grid").children) figure.classList.toggle("chosen", figure.dataset.method === answer.method);
     state.runs += 1;
     document.body.dataset.runs = state.runs;
     $("result").dataset.method = answer.method;
@@ -123,6 +125,54 @@ async function explain() {
     $("timing").textContent = `model loaded in ${$("timing").dataset.load} ms · inference + ${answer.method_title} ${ms.toFixed(0)} ms`;
   } catch (e) {
     say(`Could not classify: ${errorText(e)}`, true);
+  } finally {
+    state.explaining = false;
+  }
+  if (state.queued) {
+    state.queued = false;
+    await explain();
+    return;
+  }
+  setState("ready");
+}
+
+// Every method's map of the current image side by side; a click picks that method.
+async function compareAll() {
+  if (!state.hasImage || !state.model || state.explaining) return; // ignored while one runs
+  state.explaining = true;
+  setState("busy");
+  try {
+    const value = $("explain").value;
+    const t0 = performance.now();
+    const all = JSON.parse(await state.demo.explain_all(value === "" ? undefined : Number(value)));
+    const ms = performance.now() - t0;
+    const opacity = $("opacity").value / 100;
+    $("grid").replaceChildren(...all.map((answer) => {
+      const figure = document.createElement("figure");
+      figure.dataset.method = answer.method;
+      figure.classList.toggle("chosen", answer.method === $("method").value);
+      const canvas = Object.assign(document.createElement("canvas"), { width: 128, height: 128 });
+      const context = canvas.getContext("2d");
+      context.drawImage($("view"), 0, 0, 128, 128);
+      const side = Math.round(Math.sqrt(answer.heat_rgba.length / 4));
+      const heat = Object.assign(document.createElement("canvas"), { width: side, height: side });
+      heat.getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(answer.heat_rgba), side, side), 0, 0);
+      if (answer.has_heat) {
+        context.globalAlpha = opacity;
+        context.drawImage(heat, 0, 0, 128, 128);
+      }
+      const caption = document.createElement("figcaption");
+      caption.textContent = answer.has_heat ? answer.method_title : `${answer.method_title} (empty)`;
+      figure.append(canvas, caption);
+      figure.addEventListener("click", () => { $("method").value = answer.method; explain(); });
+      return figure;
+    }));
+    $("grid").hidden = false;
+    state.runs += 1;
+    document.body.dataset.runs = state.runs;
+    $("timing").textContent = `model loaded in ${$("timing").dataset.load} ms · all ${all.length} methods ${ms.toFixed(0)} ms`;
+  } catch (e) {
+    say(`Could not compare the methods: ${errorText(e)}`, true);
   } finally {
     state.explaining = false;
   }
@@ -146,6 +196,7 @@ async function useImage(bytes, source) {
   }
   state.hasImage = true;
   state.image = { bytes, source };
+  $("grid").hidden = true; // the grid shows the previous image
   say(`${source} (${info.width}×${info.height})`);
   $("notes").replaceChildren(...info.notes.map((n) => Object.assign(document.createElement("li"), { textContent: n })));
   drawView(info.view_side);
@@ -204,6 +255,7 @@ function wireInputs() {
   $("opacity").addEventListener("input", (e) => { $("heat").style.opacity = e.target.value / 100; });
   $("explain").addEventListener("change", explain);
   $("method").addEventListener("change", explain);
+  $("compare").addEventListener("click", compareAll);
   $("framing").addEventListener("change", () => state.image && useImage(state.image.bytes, state.image.source));
   $("model").addEventListener("change", async (e) => {
     setState("busy");

@@ -134,6 +134,22 @@ try {
     }
     check(different >= 4, `only ${different} of 6 methods drew a map other than Grad-CAM's`);
     console.log(`methods (${backend}): ${methodMs.join(", ")}`);
+    // All of them side by side; a click on one picks it.
+    before = await runs();
+    await page.click("#compare");
+    await settled(before);
+    check(!(await message()).error, `compare: ${(await message()).text}`);
+    const figures = await page.$$eval("#grid figure", (fs) => fs.map((f) => [f.dataset.method,
+      new Set(Array.from(f.querySelector("canvas").getContext("2d").getImageData(0, 0, 128, 128).data)).size]));
+    check(figures.length === 7 && figures.map(([m]) => m).join() === methods.join(), `grid: ${figures}`);
+    check(figures.every(([, colours]) => colours > 50), `grid pictures not drawn: ${figures}`);
+    check(!(await page.getAttribute("#grid", "hidden")), "grid hidden");
+    console.log(`all methods (${backend}): ${await page.textContent("#timing")}`);
+    before = await runs();
+    await page.click('#grid figure[data-method="layercam"]');
+    await settled(before);
+    check(await page.inputValue("#method") === "layercam" && await page.getAttribute("#result", "data-method") === "layercam",
+      "clicking a grid picture did not pick its method");
     before = await runs();
     await page.selectOption("#method", "gradcam");
     await settled(before);

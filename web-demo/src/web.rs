@@ -142,55 +142,76 @@ impl Demo {
     /// `[index, name, probability]`, `explained`, `layer`, `has_heat`, `method`,
     /// `method_title` and `heat_rgba` (32 × 32 RGBA).
     pub fn explain(&self, class: Option<u32>, method: Option<String>) -> js_sys::Promise {
-        let work = Work {
-            classifier: self.classifier.clone(),
-            prepared: self.prepared.clone(),
-            class: class.map(|c| c as usize),
-            method,
+        let methods = match method.as_deref().unwrap_or("gradcam").parse::<CamMethod>() {
+            Ok(method) => vec![method],
+            Err(e) => return js_sys::Promise::reject(&JsError::from(e).into()),
         };
+        self.run(class, methods, |mut explained| {
+            Ok(serde_json::to_string(&explained.remove(0))?)
+        })
+    }
+
+    /// [`Demo::explain`] by every method at once, from one forward and backward pass (plus
+    /// Score-CAM's). Resolves to a JSON array of what `explain` gives, in the order of
+    /// [`Demo::cam_methods`].
+    pub fn explain_all(&self, class: Option<u32>) -> js_sys::Promise {
+        self.run(class, CamMethod::ALL.to_vec(), |explained| {
+            Ok(serde_json::to_string(&explained)?)
+        })
+    }
+
+    /// Explains the current image by `methods` without blocking; `answer` turns the results
+    /// into the JSON the promise resolves to.
+    fn run(
+        &self,
+        class: Option<u32>,
+        methods: Vec<CamMethod>,
+        answer: impl FnOnce(Vec<Explained>) -> Result<String, JsError> + 'static,
+    ) -> js_sys::Promise {
+        // Own copies, so the page may change model or image while this runs.
+        let work = (self.classifier.clone(), self.prepared.clone());
+        let class = class.map(|c| c as usize);
         wasm_bindgen_futures::future_to_promise(async move {
-            match explain(work).await {
-                Ok(json) => Ok(JsValue::from_str(&json)),
+            let (Some(classifier), Some(prepared)) = work else {
+                return Err(JsError::new("load a model and an image first").into());
+            };
+            match explain(&classifier, &prepared, class, &methods).await {
+                Ok(explained) => Ok(JsValue::from_str(&answer(explained)?)),
                 Err(e) => Err(e.into()),
             }
         })
     }
 }
 
-/// What [`Demo::explain`] works on: its own copies, so the page may change model or image
-/// while it runs.
-struct Work {
-    classifier: Option<Classifier>,
-    prepared: Option<Prepared>,
+/// `methods`' maps of the prepared image for `class`, reading results back asynchronously.
+async fn explain(
+    classifier: &Classifier,
+    prepared: &Prepared,
     class: Option<usize>,
-    method: Option<String>,
-}
-
-/// The work of [`Demo::explain`], as JSON.
-async fn explain(work: Work) -> Result<String, JsError> {
-    let (Some(classifier), Some(prepared)) = (work.classifier, work.prepared) else {
-        return Err(JsError::new("load a model and an image first"));
-    };
-    let method: CamMethod = work.method.as_deref().unwrap_or("gradcam").parse()?;
-    let pending = classifier.explain_tensors(&prepared, work.class)?;
+    methods: &[CamMethod],
+) -> Result<Vec<Explained>, JsError> {
+    let pending = classifier.explain_tensors(prepared, class)?;
     let probabilities = read(pending.probabilities.clone()).await?;
     let activations = read(pending.activations.clone()).await?;
     let gradients = read(pending.gradients.clone()).await?;
     let inputs = pending.finish(&probabilities, activations, gradients)?;
-    let cam = match method {
-        CamMethod::ScoreCam => {
-            let scores = read(classifier.score_cam_tensor(&prepared, &inputs)?).await?;
-            inputs.score_cam(&scores)?
-        }
-        other => inputs.cam(other)?,
-    };
-    let explained = Explained {
-        answer: Answer::new(&cam, classifier.classes()),
-        heat_rgba: heat_rgba(&cam.heat),
-        method: method.name(),
-        method_title: method.title(),
-    };
-    Ok(serde_json::to_string(&explained)?)
+    let mut explained = Vec::with_capacity(methods.len());
+    for &method in methods {
+        let cam = match method {
+            CamMethod::ScoreCam => {
+                let scores = read(classifier.score_cam_tensor(prepared, &inputs)?).await?;
+                inputs.score_cam(&scores)?
+            }
+            other => inputs.cam(other)?,
+        };
+        explained.push(Explained {
+            answer: Answer::new(&cam, classifier.classes()),
+            heat_rgba: heat_rgba(&cam.heat),
+            method: method.name(),
+            method_title: method.title(),
+        });
+    }
+    Ok(explained)
 }
 
 /// Reads a tensor back without blocking (WebGPU in a browser cannot block).
