@@ -51,13 +51,20 @@ async function loadModel(name) {
   const summary = JSON.parse(state.demo.load_model(bytes));
   state.model = entry;
   $("grid").hidden = true; // the grid shows the previous model's maps
+  // The most faithful method for this model (trainer cam-eval --record), unless the address
+  // asks for one.
+  if (!params.get("method")) $("method").value = entry.explanation?.method ?? "gradcam";
+  const faithful = entry.explanation
+    ? ` Most faithful explanation: ${$("method").selectedOptions[0]?.text ?? entry.explanation.method} ` +
+      `(ROAD ${entry.explanation.road.toFixed(3)} ± ${entry.explanation.road_error.toFixed(3)} on ${entry.explanation.images} test images).`
+    : "";
   state.classes = summary.classes;
   const ms = performance.now() - t0;
   $("timing").dataset.load = ms.toFixed(0);
   $("model-info").textContent =
     `${entry.name}: ${summary.architecture}, ${summary.parameters.toLocaleString("en")} parameters, ` +
     `${(entry.bytes / 1e6).toFixed(2)} MB, ${(100 * entry.test_accuracy).toFixed(2)} % on ${entry.test_images.toLocaleString("en")} CIFAR-10 test images ` +
-    `(explained at ${summary.cam_layer}). Loaded in ${ms.toFixed(0)} ms.`;
+    `(explained at ${summary.cam_layer}). Loaded in ${ms.toFixed(0)} ms.${faithful}`;
   const explain = $("explain");
   const chosen = explain.value;
   explain.replaceChildren(new Option("the top class", ""),

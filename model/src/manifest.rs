@@ -41,6 +41,25 @@ pub struct ShippedModel {
     pub sha256: String,
     /// How it was trained (command, data, epochs, machine, time).
     pub trained: String,
+    /// The class activation map method most faithful to this model, as
+    /// `trainer cam-eval --record` measured it (the page's default method); absent until
+    /// measured, and dropped when the weights are shipped again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<Explanation>,
+}
+
+/// The most faithful explanation method of a shipped model, by ROAD's combined score.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Explanation {
+    /// The method's name (`model::cam::CamMethod::name`).
+    pub method: String,
+    /// Its ROAD combined score (higher is more faithful).
+    pub road: f64,
+    /// The standard error of `road` over the images.
+    pub road_error: f64,
+    /// Test images measured.
+    pub images: usize,
 }
 
 impl Manifest {

@@ -322,6 +322,39 @@ fn cam_eval_ranks_the_methods_by_faithfulness() {
         "{report}"
     );
 
+    // --record writes the winner into the shipped model's manifest entry (here a copy).
+    let weights = out.join("weights");
+    std::fs::create_dir_all(&weights).unwrap();
+    for file in ["manifest.json", "basic-cnn.safetensors"] {
+        std::fs::copy(format!("{ROOT}/weights/{file}"), weights.join(file)).unwrap();
+    }
+    let weights_dir = weights.to_str().unwrap();
+    let methods = ["--images", "4", "--methods", "gradcam,hirescam"];
+    let record = |name: &str| {
+        let mut args = methods.to_vec();
+        args.extend(["--weights-dir", weights_dir, "--record", name]);
+        run(&args)
+    };
+    let recorded = record("basic-cnn").unwrap();
+    let manifest: Manifest =
+        serde_json::from_str(&std::fs::read_to_string(weights.join("manifest.json")).unwrap())
+            .unwrap();
+    let explanation = manifest
+        .get("basic-cnn")
+        .unwrap()
+        .explanation
+        .clone()
+        .unwrap();
+    let best = &recorded.ranking[0];
+    assert_eq!(explanation.method, best.method.name());
+    assert_eq!(explanation.images, 4);
+    assert!((explanation.road - best.faithfulness.road()).abs() < 1e-12);
+    // Only for the file that was shipped under that name.
+    let err = format!("{:#}", record("tiny-cnn").unwrap_err());
+    assert!(err.contains("is not the shipped `tiny-cnn`"), "{err}");
+    let err = format!("{:#}", record("nobody").unwrap_err());
+    assert!(err.contains("no model named `nobody`"), "{err}");
+
     let err = run(&["--methods", "gradcam,nope"]).unwrap_err().to_string();
     assert!(err.contains("unknown CAM method `nope`"), "{err}");
     let err = run(&["--images", "0"]).unwrap_err().to_string();

@@ -112,8 +112,17 @@ try {
     await page.selectOption("#explain", "");
   }
 
+  // The default method is the manifest's most faithful one for the model.
+  check(await page.inputValue("#method") === expected.method, `default method ${await page.inputValue("#method")}, manifest says ${expected.method}`);
+  check(await page.getAttribute("#result", "data-method") === expected.method, "the first answers were not by the default method");
+
   // Every explanation method answers with the same prediction; their maps differ.
   if (previousHeat) {
+    if (await page.inputValue("#method") !== "gradcam") {
+      before = await runs();
+      await page.selectOption("#method", "gradcam");
+      await settled(before);
+    }
     const methods = await page.$$eval("#method option", (os) => os.map((o) => o.value));
     check(methods.length === 7 && methods[0] === "gradcam", `methods offered: ${methods}`);
     const ranked = () => page.$$eval("#bars li", (lis) => lis.map((li) => li.dataset.class).join());
@@ -258,7 +267,7 @@ try {
   }
   const sorted = [...inferMs].sort((a, b) => a - b);
   console.log(`ok (${backend}): page ready in ${loadMs} ms (startup ${await page.getAttribute("body", "data-startup")} ms in page), ` +
-    `inference + Grad-CAM first ${inferMs[0]} ms, median ${sorted[Math.floor(sorted.length / 2)]} ms over ${inferMs.length} images, ` +
+    `inference + ${expected.method} first ${inferMs[0]} ms, median ${sorted[Math.floor(sorted.length / 2)]} ms over ${inferMs.length} images, ` +
     `tiny-cnn load ${modelLoadMs} ms`);
 } catch (e) {
   process.exitCode = 1;

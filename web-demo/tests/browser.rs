@@ -67,7 +67,13 @@ fn expected_answers(dir: &Path) -> PathBuf {
     let path = dir.join("expected.json");
     std::fs::write(
         &path,
-        json!({"model": entry.name, "images": images}).to_string(),
+        json!({
+            "model": entry.name,
+            "images": images,
+            // The page's default explanation: the manifest's most faithful method.
+            "method": entry.explanation.as_ref().map_or("gradcam", |e| e.method.as_str()),
+        })
+        .to_string(),
     )
     .unwrap();
     path

@@ -1,7 +1,9 @@
 //! `trainer cam-eval`: which class activation map method is faithful to a network. Every method
 //! explains the predicted class of the first test images; each map is scored by the
 //! confidence change when the image is multiplied by it and by ROAD (see
-//! [`crate::faithfulness`]); the methods are ranked by ROAD's combined score.
+//! [`crate::faithfulness`]); the methods are ranked by ROAD's combined score. `--record NAME`
+//! writes the winner into the shipped model's manifest entry, where the page takes its default
+//! method from.
 
 use std::path::PathBuf;
 
@@ -10,13 +12,16 @@ use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
 use clap::Args;
 use model::cam::{CamMethod, explain_each};
+use model::manifest::{Explanation, Manifest};
 use model::{IMAGE_SIZE, IMAGE_VALUES};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use crate::backend::Backend;
-use crate::cli::{load_checkpoint, output_dir};
+use crate::cli::{checkpoint_path, load_checkpoint, output_dir};
+use crate::cmd::ship::{read_manifest, write_manifest};
 use crate::data::{CifarSet, locate};
 use crate::faithfulness::{Faithfulness, MapScores, PERCENTILES, score_maps};
 use crate::plot::road_curves;
@@ -48,6 +53,13 @@ pub struct CamEvalArgs {
     /// beside the checkpoint].
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Record the most faithful method in the manifest entry of the shipped model NAME (the
+    /// checkpoint must be that model's file, byte for byte).
+    #[arg(long, value_name = "NAME")]
+    pub record: Option<String>,
+    /// The weights folder holding manifest.json (for `--record`).
+    #[arg(long, default_value = "weights")]
+    pub weights_dir: PathBuf,
 }
 
 /// One method's result.
@@ -81,6 +93,12 @@ pub fn run(args: &CamEvalArgs) -> Result<CamEval> {
             .collect::<Result<_, _>>()?
     };
     ensure!(args.images > 0, "--images must be at least 1");
+    // A record must describe the shipped file: checked before the long measurement.
+    let checkpoint_bytes = std::fs::read(checkpoint_path(&args.checkpoint))
+        .with_context(|| format!("cannot read {}", args.checkpoint.display()))?;
+    if let Some(name) = &args.record {
+        recorded_entry(args, name, &checkpoint_bytes)?;
+    }
     let (checkpoint, device) = load_checkpoint(&args.checkpoint, args.backend)?;
     let model = checkpoint.model.valid();
     ensure!(
@@ -134,7 +152,47 @@ pub fn run(args: &CamEvalArgs) -> Result<CamEval> {
         out,
     };
     write_files(&result, &model.cam_layer().unwrap_or_default())?;
+    if let (Some(name), Some(best)) = (&args.record, result.ranking.first()) {
+        let (path, mut manifest) = recorded_entry(args, name, &checkpoint_bytes)?;
+        let f = &best.faithfulness;
+        let entry = manifest
+            .models
+            .iter_mut()
+            .find(|m| &m.name == name)
+            .expect("checked by recorded_entry");
+        entry.explanation = Some(Explanation {
+            method: best.method.name().to_string(),
+            road: f.road(),
+            road_error: f.road_error,
+            images: f.images,
+        });
+        write_manifest(&path, &manifest)?;
+    }
     Ok(result)
+}
+
+/// The manifest that `--record NAME` writes to, after checking that it has the entry NAME and
+/// that the entry's file is the checkpoint measured.
+fn recorded_entry(
+    args: &CamEvalArgs,
+    name: &str,
+    checkpoint: &[u8],
+) -> Result<(PathBuf, Manifest)> {
+    let path = args.weights_dir.join("manifest.json");
+    let manifest = read_manifest(&path)?;
+    let entry = manifest.get(name).with_context(|| {
+        format!(
+            "{} has no model named `{name}` to record for",
+            path.display()
+        )
+    })?;
+    ensure!(
+        format!("{:x}", Sha256::digest(checkpoint)) == entry.sha256,
+        "{} is not the shipped `{name}` ({}): measure that file, or ship this one first",
+        args.checkpoint.display(),
+        args.weights_dir.join(&entry.file).display()
+    );
+    Ok((path, manifest))
 }
 
 fn write_files(result: &CamEval, layer: &str) -> Result<()> {

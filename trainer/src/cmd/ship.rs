@@ -3,7 +3,7 @@
 //! the web page and users can pick it; writes its model card (`weights/<name>.md`).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, ensure};
@@ -71,10 +71,7 @@ pub fn run(args: &ShipArgs) -> Result<ShippedModel> {
 
     let manifest_path = args.weights_dir.join("manifest.json");
     let mut manifest = if manifest_path.exists() {
-        let text = std::fs::read_to_string(&manifest_path)
-            .with_context(|| format!("cannot read {}", manifest_path.display()))?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a valid manifest", manifest_path.display()))?
+        read_manifest(&manifest_path)?
     } else {
         Manifest::default()
     };
@@ -91,6 +88,7 @@ pub fn run(args: &ShipArgs) -> Result<ShippedModel> {
         gzip_bytes: gzip_len(&bytes)?,
         sha256: format!("{:x}", Sha256::digest(&bytes)),
         trained: args.trained.clone(),
+        explanation: None,
     };
     std::fs::create_dir_all(&args.weights_dir)?;
     write_atomic(&args.weights_dir.join(&file), &bytes)?;
@@ -103,11 +101,24 @@ pub fn run(args: &ShipArgs) -> Result<ShippedModel> {
     if args.default || manifest.default.is_empty() {
         manifest.default = args.name.clone();
     }
-    write_atomic(
-        &manifest_path,
-        (serde_json::to_string_pretty(&manifest)? + "\n").as_bytes(),
-    )?;
+    write_manifest(&manifest_path, &manifest)?;
     Ok(entry)
+}
+
+/// Reads `weights/manifest.json`.
+pub fn read_manifest(path: &Path) -> Result<Manifest> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid manifest", path.display()))
+}
+
+/// Writes the manifest atomically, pretty-printed.
+pub fn write_manifest(path: &Path, manifest: &Manifest) -> Result<()> {
+    write_atomic(
+        path,
+        (serde_json::to_string_pretty(manifest)? + "\n").as_bytes(),
+    )
 }
 
 /// Size of `bytes` after gzip at the default level.
