@@ -4,7 +4,8 @@
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const state = { demo: null, manifest: null, model: null, classes: [], hasImage: false, runs: 0, stream: null,
+// `rival`: the CPU page that races WebGPU on the first image (then dropped, see race()).
+const state = { demo: null, rival: null, manifest: null, model: null, classes: [], hasImage: false, runs: 0, stream: null,
   explaining: false, queued: false, image: null };
 
 function setState(s) { document.body.dataset.state = s; }
@@ -49,6 +50,7 @@ async function loadModel(name) {
     throw new Error(`weights/${entry.file} is damaged (SHA-256 ${hash.slice(0, 12)}…, expected ${entry.sha256.slice(0, 12)}…)`);
   }
   const summary = JSON.parse(state.demo.load_model(bytes));
+  state.rival?.load_model(bytes);
   state.model = entry;
   $("grid").hidden = true; // the grid shows the previous model's maps
   // The most faithful method for this model (trainer cam-eval --record), unless the address
@@ -110,6 +112,39 @@ function drawAnswer(answer) {
   }
 }
 
+function showBackend(why) {
+  const badge = $("backend");
+  const gpu = state.demo.backend === "WebGPU";
+  badge.textContent = gpu ? "WebGPU" : "CPU (WebAssembly)";
+  badge.className = `badge ${gpu ? "webgpu" : "cpu"}`;
+  badge.dataset.backend = state.demo.backend;
+  badge.title = why;
+}
+
+// The first image runs on WebGPU (once to compile its shaders, once timed) and on the CPU
+// (Grad-CAM on both); the faster is kept and the other dropped. Small networks are often
+// faster on the CPU, even next to a real GPU.
+async function race() {
+  const [gpu, cpu] = [state.demo, state.rival];
+  state.rival = null;
+  const value = $("explain").value === "" ? undefined : Number($("explain").value);
+  const time = async (demo) => {
+    const t0 = performance.now();
+    await demo.explain(value, "gradcam");
+    return performance.now() - t0;
+  };
+  await time(gpu);
+  const gpuMs = await time(gpu);
+  const cpuMs = await time(cpu);
+  const cpuWins = cpuMs < gpuMs;
+  state.demo = cpuWins ? cpu : gpu;
+  (cpuWins ? gpu : cpu).free();
+  showBackend(`measured on the first image (inference + Grad-CAM): CPU ${cpuMs.toFixed(0)} ms, WebGPU ` +
+    `${gpuMs.toFixed(0)} ms after shader compilation; ${cpuWins ? "the CPU" : "WebGPU"} is faster here ` +
+    "(?backend=webgpu or ?backend=cpu forces one)");
+  $("backend").dataset.measured = JSON.stringify({ cpu: Math.round(cpuMs), webgpu: Math.round(gpuMs) });
+}
+
 // One explanation at a time: a request while one runs (a click, a new image, another model or
 // method) is queued, and the latest settings run once the current one is done.
 async function explain() {
@@ -118,6 +153,7 @@ async function explain() {
   state.explaining = true;
   setState("busy");
   try {
+    if (state.rival) await race();
     const value = $("explain").value;
     const t0 = performance.now();
     const answer = JSON.parse(await state.demo.explain(value === "" ? undefined : Number(value),
@@ -195,7 +231,9 @@ async function useImage(bytes, source) {
   setState("busy");
   let info;
   try {
-    info = JSON.parse(state.demo.set_image(bytes, $("framing").checked ? "pad" : "crop"));
+    const framing = $("framing").checked ? "pad" : "crop";
+    info = JSON.parse(state.demo.set_image(bytes, framing));
+    state.rival?.set_image(bytes, framing);
   } catch (e) {
     say(`${source}: ${errorText(e)}${state.hasImage ? " (showing the previous image)" : ""}`, true);
     setState("ready");
@@ -316,16 +354,16 @@ async function main() {
     const t0 = performance.now();
     const { Demo } = await bindings();
     state.demo = await Demo.open(await webGpuAdapter());
+    const gpu = state.demo.backend === "WebGPU";
+    // With WebGPU, the CPU races it on the first image, unless the address forces a backend.
+    if (gpu && params.get("backend") !== "webgpu") state.rival = await Demo.open(false);
     const methods = JSON.parse(Demo.cam_methods());
     $("method").replaceChildren(...methods.map((m) => Object.assign(new Option(m.title, m.name),
       { title: m.class_specific ? "" : "shows the strongest pattern, whatever the class" })));
     if (methods.some((m) => m.name === params.get("method"))) $("method").value = params.get("method");
-    const badge = $("backend");
-    const gpu = state.demo.backend === "WebGPU";
-    badge.textContent = gpu ? "WebGPU" : "CPU (WebAssembly)";
-    badge.className = `badge ${gpu ? "webgpu" : "cpu"}`;
-    badge.dataset.backend = state.demo.backend;
-    badge.title = gpu ? "running on the GPU through WebGPU" : `running on the CPU: ${state.demo.backend_note}`;
+    showBackend(!gpu ? `running on the CPU: ${state.demo.backend_note}`
+      : state.rival ? "WebGPU until the first image, which runs on WebGPU and on the CPU: the faster is kept"
+        : "running on the GPU through WebGPU (?backend=webgpu)");
     state.manifest = await (await fetch("weights/manifest.json")).json();
     const select = $("model");
     select.replaceChildren(...state.manifest.models.map((m) =>

@@ -68,7 +68,8 @@ try {
   }));
 
   const t0 = Date.now();
-  await page.goto(`${origin}${base}?sw=0`);
+  // The WebGPU run forces WebGPU: otherwise the page keeps whichever backend is faster.
+  await page.goto(`${origin}${base}?sw=0${backend === "webgpu" ? "&backend=webgpu" : ""}`);
   await page.waitForFunction(() => ["ready", "error"].includes(document.body.dataset.state), null, { timeout: 180_000 });
   const loadMs = Date.now() - t0;
   const start = await message();
@@ -226,6 +227,25 @@ try {
     await page.click("#snap");
     await settled(before);
     check((await message()).text.startsWith("camera photo"), `camera: ${(await message()).text}`);
+  }
+
+  // Unforced, the page races the two backends on the first image and keeps the faster.
+  if (backend === "webgpu") {
+    const racing = await browser.newPage();
+    await racing.goto(`${origin}${base}?sw=0`);
+    await racing.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: 180_000 });
+    check(await racing.getAttribute("#backend", "data-backend") === "WebGPU", "unforced page did not start on WebGPU");
+    await racing.click("#gallery button >> nth=0");
+    await racing.waitForFunction(() => Number(document.body.dataset.runs ?? 0) > 0 && document.body.dataset.state === "ready",
+      null, { timeout: 180_000 });
+    const measured = JSON.parse(await racing.getAttribute("#backend", "data-measured") ?? "null");
+    check(measured && measured.cpu > 0 && measured.webgpu > 0, `no measurement: ${measured}`);
+    const kept = await racing.getAttribute("#backend", "data-backend");
+    check(kept === (measured.cpu < measured.webgpu ? "CPU" : "WebGPU"), `kept ${kept} although ${JSON.stringify(measured)}`);
+    check((await racing.getAttribute("#backend", "title")).includes("faster here"), "the badge does not say why");
+    check((await racing.$$("#bars li")).length === 5, "no answer after the race");
+    console.log(`race (${backend}): ${JSON.stringify(measured)}, kept ${kept}`);
+    await racing.close();
   }
 
   // Another shipped model.
