@@ -164,6 +164,7 @@ async function explain() {
     state.runs += 1;
     document.body.dataset.runs = state.runs;
     $("result").dataset.method = answer.method;
+    await showLayers();
     $("timing").dataset.infer = ms.toFixed(0);
     $("timing").textContent = `model loaded in ${$("timing").dataset.load} ms · inference + ${answer.method_title} ${ms.toFixed(0)} ms`;
   } catch (e) {
@@ -225,6 +226,35 @@ async function compareAll() {
     return;
   }
   setState("ready");
+}
+
+// The layer explorer: for every layer, its shape and its strongest channels for this image
+// (click one to enlarge it). Drawn when opened, and again after each answer while open.
+async function showLayers() {
+  if (!$("inside").open || !state.hasImage || !state.model) return;
+  try {
+    const layers = JSON.parse(await state.demo.feature_maps(6));
+    $("layers").replaceChildren(...layers.map((layer) => {
+      const row = Object.assign(document.createElement("div"), { className: "layer" });
+      row.dataset.layer = layer.layer;
+      row.append(Object.assign(document.createElement("p"), {
+        textContent: `${layer.layer}: ${layer.channels}×${layer.height}×${layer.width} (channels × height × width)`,
+      }));
+      const maps = Object.assign(document.createElement("div"), { className: "maps" });
+      maps.append(...layer.maps.map((map) => {
+        const canvas = Object.assign(document.createElement("canvas"), { width: layer.width, height: layer.height,
+          title: `${layer.layer}, channel ${map.channel}: mean activation ${map.mean.toFixed(3)}` });
+        canvas.getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(map.rgba), layer.width, layer.height), 0, 0);
+        canvas.addEventListener("click", () => canvas.classList.toggle("big"));
+        return canvas;
+      }));
+      row.append(maps);
+      return row;
+    }));
+    document.body.dataset.layers = String(layers.length);
+  } catch (e) {
+    say(`Could not show the feature maps: ${errorText(e)}`, true);
+  }
 }
 
 async function useImage(bytes, source) {
@@ -301,6 +331,7 @@ function wireInputs() {
   $("explain").addEventListener("change", explain);
   $("method").addEventListener("change", explain);
   $("compare").addEventListener("click", compareAll);
+  $("inside").addEventListener("toggle", showLayers);
   $("framing").addEventListener("change", () => state.image && useImage(state.image.bytes, state.image.source));
   $("model").addEventListener("change", async (e) => {
     setState("busy");

@@ -229,6 +229,19 @@ try {
     check((await message()).text.startsWith("camera photo"), `camera: ${(await message()).text}`);
   }
 
+  // The layer explorer: every layer's shape and strongest channels, drawn; a click enlarges.
+  await page.evaluate(() => { delete document.body.dataset.layers; });
+  await page.click("#inside summary");
+  await page.waitForFunction(() => document.body.dataset.layers !== undefined, null, { timeout: 60_000 });
+  const rows = await page.$$eval("#layers .layer", (ls) => ls.map((l) => [l.querySelector("p").textContent,
+    Array.from(l.querySelectorAll("canvas")).map((c) => new Set(Array.from(c.getContext("2d").getImageData(0, 0, c.width, c.height).data)).size)]));
+  check(rows.length === expected.layers, `${rows.length} layers shown, the model has ${expected.layers}`);
+  check(rows.every(([label, maps]) => /: \d+×\d+×\d+/.test(label) && maps.length > 0), `layer rows: ${JSON.stringify(rows)}`);
+  check(rows.every(([, maps]) => maps.some((colours) => colours > 2)), `blank feature maps: ${JSON.stringify(rows)}`);
+  await page.click("#layers canvas >> nth=0");
+  check(await page.$eval("#layers canvas >> nth=0", (c) => c.classList.contains("big")), "a click did not enlarge the map");
+  await page.click("#inside summary");
+
   // Unforced, the page races the two backends on the first image and keeps the faster.
   if (backend === "webgpu") {
     const racing = await browser.newPage();

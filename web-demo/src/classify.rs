@@ -168,6 +168,16 @@ impl Classifier {
         )
     }
 
+    /// The layers whose feature maps can be shown, input to output.
+    pub fn layers(&self) -> Vec<String> {
+        self.model.layer_names()
+    }
+
+    /// The activations `[1, channels, h, w]` of `layer` for the prepared image.
+    pub fn activations(&self, prepared: &Prepared, layer: &str) -> Result<Tensor<4>, ModelError> {
+        self.model.activations(self.input(prepared), layer)
+    }
+
     /// Class names in label order.
     pub fn classes(&self) -> &[String] {
         &self.info.classes

@@ -9,7 +9,7 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::classify::{Answer, Classifier, Prepared, VIEW_SIDE, prepare};
-use crate::render::{heat_rgba, rgba};
+use crate::render::{FeatureMap, heat_rgba, rgba, strongest_maps};
 
 /// Makes Rust panics readable in the browser console.
 #[wasm_bindgen(start)]
@@ -43,6 +43,16 @@ struct Explained {
     /// The method's name (`gradcam`, …) and title (`Grad-CAM`, …).
     method: &'static str,
     method_title: &'static str,
+}
+
+/// One layer's strongest feature maps.
+#[derive(Serialize)]
+struct Layer {
+    layer: String,
+    channels: usize,
+    height: usize,
+    width: usize,
+    maps: Vec<FeatureMap>,
 }
 
 /// A method the page offers.
@@ -157,6 +167,37 @@ impl Demo {
     pub fn explain_all(&self, class: Option<u32>) -> js_sys::Promise {
         self.run(class, CamMethod::ALL.to_vec(), |explained| {
             Ok(serde_json::to_string(&explained)?)
+        })
+    }
+
+    /// The feature maps of every layer for the current image, input to output, without
+    /// blocking. Resolves to JSON `[{layer, channels, height, width, maps}]`, `maps` the
+    /// `per_layer` channels with the highest mean activation, strongest first (`channel`,
+    /// `mean`, `rgba`).
+    pub fn feature_maps(&self, per_layer: u32) -> js_sys::Promise {
+        let work = (self.classifier.clone(), self.prepared.clone());
+        wasm_bindgen_futures::future_to_promise(async move {
+            let (Some(classifier), Some(prepared)) = work else {
+                return Err(JsError::new("load a model and an image first").into());
+            };
+            let mut layers = Vec::new();
+            for layer in classifier.layers() {
+                let activations = classifier
+                    .activations(&prepared, &layer)
+                    .map_err(JsError::from)?;
+                let [_, channels, height, width] = activations.dims();
+                let values = read(activations).await?;
+                layers.push(Layer {
+                    maps: strongest_maps(&values, (channels, height, width), per_layer as usize),
+                    layer,
+                    channels,
+                    height,
+                    width,
+                });
+            }
+            Ok(JsValue::from_str(
+                &serde_json::to_string(&layers).map_err(JsError::from)?,
+            ))
         })
     }
 

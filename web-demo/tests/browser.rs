@@ -70,6 +70,7 @@ fn expected_answers(dir: &Path) -> PathBuf {
         json!({
             "model": entry.name,
             "images": images,
+            "layers": classifier.layers().len(),
             // The page's default explanation: the manifest's most faithful method.
             "method": entry.explanation.as_ref().map_or("gradcam", |e| e.method.as_str()),
         })
