@@ -145,14 +145,31 @@ async function race() {
   $("backend").dataset.measured = JSON.stringify({ cpu: Math.round(cpuMs), webgpu: Math.round(gpuMs) });
 }
 
-// One explanation at a time: a request while one runs (a click, a new image, another model or
-// method) is queued, and the latest settings run once the current one is done.
-async function explain() {
-  if (!state.hasImage || !state.model) return;
-  if (state.explaining) { state.queued = true; return; }
+// One job at a time (an explanation or the comparison grid): a request for an explanation
+// made while one runs (a click, a new image, another model or method) is queued, and the
+// latest settings run once the current job is done.
+async function exclusive(job, failure) {
   state.explaining = true;
   setState("busy");
   try {
+    await job();
+  } catch (e) {
+    say(`${failure}: ${errorText(e)}`, true);
+  } finally {
+    state.explaining = false;
+  }
+  if (state.queued) {
+    state.queued = false;
+    await explain();
+    return;
+  }
+  setState("ready");
+}
+
+async function explain() {
+  if (!state.hasImage || !state.model) return;
+  if (state.explaining) { state.queued = true; return; }
+  await exclusive(async () => {
     if (state.rival) await race();
     const value = $("explain").value;
     const t0 = performance.now();
@@ -167,25 +184,13 @@ async function explain() {
     await showLayers();
     $("timing").dataset.infer = ms.toFixed(0);
     $("timing").textContent = `model loaded in ${$("timing").dataset.load} ms · inference + ${answer.method_title} ${ms.toFixed(0)} ms`;
-  } catch (e) {
-    say(`Could not classify: ${errorText(e)}`, true);
-  } finally {
-    state.explaining = false;
-  }
-  if (state.queued) {
-    state.queued = false;
-    await explain();
-    return;
-  }
-  setState("ready");
+  }, "Could not classify");
 }
 
 // Every method's map of the current image side by side; a click picks that method.
 async function compareAll() {
   if (!state.hasImage || !state.model || state.explaining) return; // ignored while one runs
-  state.explaining = true;
-  setState("busy");
-  try {
+  await exclusive(async () => {
     const value = $("explain").value;
     const t0 = performance.now();
     const all = JSON.parse(await state.demo.explain_all(value === "" ? undefined : Number(value)));
@@ -215,17 +220,7 @@ async function compareAll() {
     state.runs += 1;
     document.body.dataset.runs = state.runs;
     $("timing").textContent = `model loaded in ${$("timing").dataset.load} ms · all ${all.length} methods ${ms.toFixed(0)} ms`;
-  } catch (e) {
-    say(`Could not compare the methods: ${errorText(e)}`, true);
-  } finally {
-    state.explaining = false;
-  }
-  if (state.queued) {
-    state.queued = false;
-    await explain();
-    return;
-  }
-  setState("ready");
+  }, "Could not compare the methods");
 }
 
 // The layer explorer: for every layer, its shape and its strongest channels for this image

@@ -162,11 +162,6 @@ fn exported_state_dicts_import_back_and_wrong_ones_are_refused_with_the_list() {
 fn model_args(name: &str) -> ModelArgs {
     ModelArgs {
         model: name.into(),
-        activation: None,
-        dropout: None,
-        hidden: None,
-        filters: None,
-        fc: None,
-        batch_norm: None,
+        ..Default::default()
     }
 }

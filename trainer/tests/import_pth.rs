@@ -27,12 +27,7 @@ fn import(file: &str, model: &str, out: PathBuf) -> anyhow::Result<model::Checkp
         pytorch: fixture(file),
         model: ModelArgs {
             model: model.into(),
-            activation: None,
-            dropout: None,
-            hidden: None,
-            filters: None,
-            fc: None,
-            batch_norm: None,
+            ..Default::default()
         },
         mean: None,
         std: None,

@@ -87,7 +87,7 @@ pub struct TrainConfig {
 }
 
 /// `[model]`: which network, and the options the seeds made selectable.
-#[derive(Args, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Args, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[command(next_help_heading = "Model")]
 pub struct ModelArgs {
