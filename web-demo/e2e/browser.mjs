@@ -296,6 +296,15 @@ try {
     before = await runs();
     await page.setInputFiles("#file", args.photo);
     await settled(before);
+    // With the comparison grid and the layer explorer open.
+    before = await runs();
+    await page.click("#compare");
+    await settled(before);
+    if (!(await page.$eval("#inside", (d) => d.open))) {
+      await page.evaluate(() => { delete document.body.dataset.layers; });
+      await page.click("#inside summary");
+      await page.waitForFunction(() => document.body.dataset.layers !== undefined);
+    }
     await page.screenshot({ path: args.screenshot, fullPage: true });
   }
   const sorted = [...inferMs].sort((a, b) => a - b);
