@@ -484,6 +484,21 @@ impl Model {
         Ok((0..=end).fold(images, |x, i| net.stage(i, x)))
     }
 
+    /// The activations of every layer (named as [`Model::layer_names`]) for normalised images,
+    /// input to output, from one forward pass.
+    pub fn all_activations(&self, images: Tensor<4>) -> Vec<(String, Tensor<4>)> {
+        let net = self.net.staged();
+        let mut x = images;
+        net.stage_names()
+            .into_iter()
+            .enumerate()
+            .map(|(i, name)| {
+                x = net.stage(i, x.clone());
+                (name, x.clone())
+            })
+            .collect()
+    }
+
     /// Runs the rest of the network on activations of `layer` (as returned by
     /// [`Model::activations`]) and returns the class logits.
     pub fn forward_from(

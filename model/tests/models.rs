@@ -125,6 +125,16 @@ fn named_layers_give_activations_and_resume_the_forward_pass() {
         let x = images(2, &device);
         let a = m.activations(x.clone(), layer).unwrap();
         assert_eq!(a.dims(), shape, "{name}");
+        // One pass gives every layer, each the same as asked for alone (inference mode).
+        let v = m.valid();
+        let all = v.all_activations(x.clone());
+        let names: Vec<String> = all.iter().map(|(n, _)| n.clone()).collect();
+        assert_eq!(names, v.layer_names(), "{name}");
+        for (layer, alone) in all {
+            let one = v.activations(x.clone(), &layer).unwrap();
+            let gap = (one - alone).abs().max().into_scalar::<f32>();
+            assert_eq!(gap, 0.0, "{name} {layer}");
+        }
         let resumed = m.forward_from(a, layer).unwrap();
         let direct = m.forward(x);
         let diff = (resumed - direct).abs().max().into_scalar::<f32>();

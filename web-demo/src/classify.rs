@@ -173,9 +173,10 @@ impl Classifier {
         self.model.layer_names()
     }
 
-    /// The activations `[1, channels, h, w]` of `layer` for the prepared image.
-    pub fn activations(&self, prepared: &Prepared, layer: &str) -> Result<Tensor<4>, ModelError> {
-        self.model.activations(self.input(prepared), layer)
+    /// The activations `[1, channels, h, w]` of every layer for the prepared image, input to
+    /// output, from one forward pass.
+    pub fn all_activations(&self, prepared: &Prepared) -> Vec<(String, Tensor<4>)> {
+        self.model.all_activations(self.input(prepared))
     }
 
     /// Class names in label order.

@@ -181,10 +181,7 @@ impl Demo {
                 return Err(JsError::new("load a model and an image first").into());
             };
             let mut layers = Vec::new();
-            for layer in classifier.layers() {
-                let activations = classifier
-                    .activations(&prepared, &layer)
-                    .map_err(JsError::from)?;
+            for (layer, activations) in classifier.all_activations(&prepared) {
                 let [_, channels, height, width] = activations.dims();
                 let values = read(activations).await?;
                 layers.push(Layer {

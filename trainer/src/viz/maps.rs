@@ -60,8 +60,7 @@ pub fn feature_maps(
     ensure!(!layers.is_empty(), "the model has no convolutional layer");
     let input = normalization.tensor(pixels, device);
     let mut tiles: Vec<(Vec<u8>, String)> = Vec::new();
-    for layer in &layers {
-        let maps = model.activations(input.clone(), layer)?;
+    for (layer, maps) in model.all_activations(input) {
         let [_, channels, h, w] = maps.dims();
         let values = read(maps)?;
         tiles.push((pixels.to_vec(), format!("{layer}: {channels}×{h}×{w}")));
