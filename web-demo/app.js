@@ -1,12 +1,13 @@
 // The page's glue: events, canvases and timings. Decoding, preprocessing, the network and
-// the class activation maps all run in Rust (src/), reached through the `Demo` class that
-// trunk loads.
+// the class activation maps all run in Rust (src/), reached through the `Demo` class of the
+// module trunk loads (the CPU path alone, to keep the first load small) and, once the first
+// answer is shown, of the WebGPU module (web-demo.js), fetched only when the browser has WebGPU.
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-// `rival`: the CPU page that races WebGPU on the first image (then dropped, see race()).
-const state = { demo: null, rival: null, manifest: null, model: null, classes: [], hasImage: false, runs: 0, stream: null,
-  explaining: false, queued: false, image: null };
+// `race`: WebGPU is to be measured against the CPU on the first image (see race()).
+const state = { demo: null, race: false, manifest: null, model: null, modelBytes: null, classes: [], hasImage: false,
+  runs: 0, stream: null, explaining: false, queued: false, image: null };
 
 function setState(s) { document.body.dataset.state = s; }
 
@@ -21,6 +22,21 @@ async function bindings() {
   if (window.wasmBindings) return window.wasmBindings;
   return new Promise((resolve) =>
     addEventListener("TrunkApplicationStarted", () => resolve(window.wasmBindings), { once: true }));
+}
+
+// This build's name (trunk puts a content hash in the first module's file name): keys the
+// service worker's cache and the WebGPU module's address, whose file name has no hash.
+function buildId() {
+  const wasm = document.querySelector('link[href$=".wasm"]')?.getAttribute("href") ?? "";
+  return wasm.split("/").pop().replace(/_bg\.wasm$/, "") || "dev";
+}
+
+// The WebGPU module (the same Rust crate built with its `webgpu` feature), fetched on demand.
+async function openWebGpu() {
+  const version = `?build=${encodeURIComponent(buildId())}`;
+  const gpu = await import(`./web-demo.js${version}`);
+  await gpu.default({ module_or_path: new URL(`web-demo_bg.wasm${version}`, import.meta.url) });
+  return gpu.Demo.webgpu();
 }
 
 async function webGpuAdapter() {
@@ -50,22 +66,28 @@ async function loadModel(name) {
     throw new Error(`weights/${entry.file} is damaged (SHA-256 ${hash.slice(0, 12)}…, expected ${entry.sha256.slice(0, 12)}…)`);
   }
   const summary = JSON.parse(state.demo.load_model(bytes));
-  state.rival?.load_model(bytes);
   state.model = entry;
+  state.modelBytes = bytes;
   $("grid").hidden = true; // the grid shows the previous model's maps
   // The most faithful method for this model (trainer cam-eval --record), unless the address
   // asks for one.
   if (!params.get("method")) $("method").value = entry.explanation?.method ?? "gradcam";
-  const faithful = entry.explanation
-    ? ` Most faithful explanation: ${$("method").selectedOptions[0]?.text ?? entry.explanation.method} ` +
-      `(ROAD ${entry.explanation.road.toFixed(3)} ± ${entry.explanation.road_error.toFixed(3)} on ${entry.explanation.images} test images).`
+  const title = (name) => [...$("method").options].find((o) => o.value === name)?.text ?? name;
+  const road = (e) => `ROAD ${e.road.toFixed(3)} ± ${e.road_error.toFixed(3)}`;
+  const explanation = entry.explanation;
+  const slower = explanation?.slower_but_better;
+  const faithful = explanation
+    ? ` Most faithful single-pass explanation: ${title(explanation.method)} (${road(explanation)} on ` +
+      `${explanation.images} test images).` + (slower
+      ? ` ${title(slower.method)} scored higher (${road(slower)}) but runs the network once per channel: pick it in the menu.`
+      : "")
     : "";
   state.classes = summary.classes;
   const ms = performance.now() - t0;
   $("timing").dataset.load = ms.toFixed(0);
   $("model-info").textContent =
     `${entry.name}: ${summary.architecture}, ${summary.parameters.toLocaleString("en")} parameters, ` +
-    `${(entry.bytes / 1e6).toFixed(2)} MB, ${(100 * entry.test_accuracy).toFixed(2)} % on ${entry.test_images.toLocaleString("en")} CIFAR-10 test images ` +
+    `${(entry.bytes / 1e6).toFixed(2)} MB${entry.precision === "f16" ? " (f16)" : ""}, ${(100 * entry.test_accuracy).toFixed(2)} % on ${entry.test_images.toLocaleString("en")} CIFAR-10 test images ` +
     `(explained at ${summary.cam_layer}). Loaded in ${ms.toFixed(0)} ms.${faithful}`;
   const explain = $("explain");
   const chosen = explain.value;
@@ -121,20 +143,33 @@ function showBackend(why) {
   badge.title = why;
 }
 
-// The first image runs on WebGPU (once to compile its shaders, once timed) and on the CPU
-// (Grad-CAM on both); the faster is kept and the other dropped. Small networks are often
-// faster on the CPU, even next to a real GPU.
+// After the first answer (on the CPU), the WebGPU module is fetched and the same image runs
+// on WebGPU (once to compile its shaders, once timed) and again on the CPU (Grad-CAM on both);
+// the faster is kept and the other dropped. Small networks are often faster on the CPU, even
+// next to a real GPU.
 async function race() {
-  const [gpu, cpu] = [state.demo, state.rival];
-  state.rival = null;
+  state.race = false;
+  const cpu = state.demo;
   const value = $("explain").value === "" ? undefined : Number($("explain").value);
   const time = async (demo) => {
     const t0 = performance.now();
     await demo.explain(value, "gradcam");
     return performance.now() - t0;
   };
-  await time(gpu);
-  const gpuMs = await time(gpu);
+  let gpu;
+  let gpuMs;
+  try {
+    showBackend("running on the CPU; measuring WebGPU on this image…");
+    gpu = await openWebGpu();
+    gpu.load_model(state.modelBytes);
+    gpu.set_image(state.image.bytes, state.image.framing);
+    await time(gpu);
+    gpuMs = await time(gpu);
+  } catch (e) {
+    gpu?.free();
+    showBackend(`running on the CPU: WebGPU failed (${errorText(e)})`);
+    return;
+  }
   const cpuMs = await time(cpu);
   const cpuWins = cpuMs < gpuMs;
   state.demo = cpuWins ? cpu : gpu;
@@ -170,7 +205,6 @@ async function explain() {
   if (!state.hasImage || !state.model) return;
   if (state.explaining) { state.queued = true; return; }
   await exclusive(async () => {
-    if (state.rival) await race();
     const value = $("explain").value;
     const t0 = performance.now();
     const answer = JSON.parse(await state.demo.explain(value === "" ? undefined : Number(value),
@@ -184,6 +218,7 @@ async function explain() {
     await showLayers();
     $("timing").dataset.infer = ms.toFixed(0);
     $("timing").textContent = `model loaded in ${$("timing").dataset.load} ms · inference + ${answer.method_title} ${ms.toFixed(0)} ms`;
+    if (state.race) await race();
   }, "Could not classify");
 }
 
@@ -255,17 +290,16 @@ async function showLayers() {
 async function useImage(bytes, source) {
   setState("busy");
   let info;
+  const framing = $("framing").checked ? "pad" : "crop";
   try {
-    const framing = $("framing").checked ? "pad" : "crop";
     info = JSON.parse(state.demo.set_image(bytes, framing));
-    state.rival?.set_image(bytes, framing);
   } catch (e) {
     say(`${source}: ${errorText(e)}${state.hasImage ? " (showing the previous image)" : ""}`, true);
     setState("ready");
     return;
   }
   state.hasImage = true;
-  state.image = { bytes, source };
+  state.image = { bytes, source, framing };
   $("grid").hidden = true; // the grid shows the previous image
   say(`${source} (${info.width}×${info.height})`);
   $("notes").replaceChildren(...info.notes.map((n) => Object.assign(document.createElement("li"), { textContent: n })));
@@ -370,26 +404,33 @@ function wireInputs() {
 async function main() {
   wireInputs();
   if ("serviceWorker" in navigator && params.get("sw") !== "0") {
-    // One cache per build: the worker is registered under the build's wasm file name (trunk
-    // puts a content hash in it), so a new build installs a new worker that drops old caches.
-    const wasm = document.querySelector('link[href$=".wasm"]')?.getAttribute("href") ?? "";
-    const build = wasm.split("/").pop().replace(/_bg\.wasm$/, "") || "dev";
-    navigator.serviceWorker.register(`sw.js?build=${encodeURIComponent(build)}`).catch(() => {}); // offline use is a bonus
+    // One cache per build: a new build installs a new worker that drops old caches.
+    navigator.serviceWorker.register(`sw.js?build=${encodeURIComponent(buildId())}`).catch(() => {}); // offline use is a bonus
   }
   try {
     const t0 = performance.now();
     const { Demo } = await bindings();
-    state.demo = await Demo.open(await webGpuAdapter());
-    const gpu = state.demo.backend === "WebGPU";
-    // With WebGPU, the CPU races it on the first image, unless the address forces a backend.
-    if (gpu && params.get("backend") !== "webgpu") state.rival = await Demo.open(false);
+    const adapter = await webGpuAdapter();
+    let why = adapter ? "" : params.get("backend") === "cpu" ? "running on the CPU (?backend=cpu)"
+      : "running on the CPU: this browser has no WebGPU";
+    state.demo = Demo.cpu();
+    if (adapter && params.get("backend") === "webgpu") {
+      try {
+        state.demo = await openWebGpu();
+        why = "running on the GPU through WebGPU (?backend=webgpu)";
+      } catch (e) {
+        why = `running on the CPU: WebGPU failed to start (${errorText(e)})`;
+      }
+    } else if (adapter) {
+      // The CPU answers first; WebGPU is measured against it on the first image.
+      state.race = true;
+      why = "running on the CPU; on the first image WebGPU is measured against it and the faster is kept";
+    }
     const methods = JSON.parse(Demo.cam_methods());
     $("method").replaceChildren(...methods.map((m) => Object.assign(new Option(m.title, m.name),
       { title: m.class_specific ? "" : "shows the strongest pattern, whatever the class" })));
     if (methods.some((m) => m.name === params.get("method"))) $("method").value = params.get("method");
-    showBackend(!gpu ? `running on the CPU: ${state.demo.backend_note}`
-      : state.rival ? "WebGPU until the first image, which runs on WebGPU and on the CPU: the faster is kept"
-        : "running on the GPU through WebGPU (?backend=webgpu)");
+    showBackend(why);
     state.manifest = await (await fetch("weights/manifest.json")).json();
     const select = $("model");
     select.replaceChildren(...state.manifest.models.map((m) =>

@@ -2,8 +2,8 @@
 //! model configuration, the input normalisation and the class names, so that a network can be
 //! rebuilt from the file alone.
 
-use burn::store::{ModuleSnapshot, SafetensorsStore};
-use burn::tensor::Device;
+use burn::store::{FloatCastAdapter, HalfPrecisionAdapter, ModuleSnapshot, SafetensorsStore};
+use burn::tensor::{DType, Device};
 use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +13,18 @@ use crate::{CLASSES, Model, ModelConfig, ModelError, Normalization};
 pub const METADATA_KEY: &str = "cifar-burn";
 /// Version of the header layout; files with another version are refused.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// How a checkpoint's weights are stored. Either reads back as f32.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Every tensor in single precision.
+    #[default]
+    F32,
+    /// Convolution and linear weights in half precision (half the bytes), batch norm kept in
+    /// f32 (its running variance underflows in f16): burn-store's `HalfPrecisionAdapter`.
+    F16,
+}
 
 /// What a checkpoint records besides the weights.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -56,8 +68,13 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Serialises weights and header to SafeTensors bytes.
+    /// Serialises weights and header to SafeTensors bytes, in f32.
     pub fn to_bytes(&self) -> Result<Vec<u8>, ModelError> {
+        self.to_bytes_as(Precision::F32)
+    }
+
+    /// Serialises weights and header to SafeTensors bytes, the weights stored in `precision`.
+    pub fn to_bytes_as(&self, precision: Precision) -> Result<Vec<u8>, ModelError> {
         let header = Header {
             format: FORMAT_VERSION,
             model: self.model.config().clone(),
@@ -66,6 +83,9 @@ impl Checkpoint {
         let json = serde_json::to_string(&header)
             .map_err(|e| ModelError::Checkpoint(format!("cannot encode the header: {e}")))?;
         let mut store = SafetensorsStore::from_bytes(None).metadata(METADATA_KEY, json);
+        if precision == Precision::F16 {
+            store = store.with_to_adapter(HalfPrecisionAdapter::new());
+        }
         self.model
             .save_into(&mut store)
             .map_err(|e| ModelError::Checkpoint(format!("cannot write the weights: {e}")))?;
@@ -101,11 +121,13 @@ impl Checkpoint {
         Ok((header.model, header.info))
     }
 
-    /// Rebuilds the network described by the header and loads its weights on `device`.
+    /// Rebuilds the network described by the header and loads its weights on `device`, in
+    /// f32 whatever precision they were stored in.
     pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<Self, ModelError> {
         let (config, info) = Self::read_header(bytes)?;
         let mut model = config.init(device)?;
-        let mut store = SafetensorsStore::from_bytes(Some(bytes.to_vec()));
+        let mut store = SafetensorsStore::from_bytes(Some(bytes.to_vec()))
+            .with_from_adapter(FloatCastAdapter::to(DType::F32));
         let result = model.load_from(&mut store).map_err(|e| {
             ModelError::Checkpoint(format!("weights do not fit `{}`: {e}", config.name))
         })?;

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ModelConfig;
+use crate::checkpoint::Precision;
 
 /// The list of shipped models.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -27,8 +28,14 @@ pub struct ShippedModel {
     pub config: ModelConfig,
     /// Trainable parameters (counted like PyTorch).
     pub parameters: usize,
-    /// Top-1 accuracy on the test set, measured by `trainer eval`'s code.
+    /// How the file stores the weights (`f32` when absent).
+    #[serde(default)]
+    pub precision: Precision,
+    /// Top-1 accuracy of this file on the test set, measured by `trainer eval`'s code.
     pub test_accuracy: f64,
+    /// For a file stored in `f16`: the test accuracy of the f32 weights it was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub f32_test_accuracy: Option<f64>,
     /// Top-5 accuracy on the same images.
     pub top5_accuracy: f64,
     /// Number of test images measured.
@@ -48,7 +55,8 @@ pub struct ShippedModel {
     pub explanation: Option<Explanation>,
 }
 
-/// The most faithful explanation method of a shipped model, by ROAD's combined score.
+/// The most faithful single-pass explanation method of a shipped model, by ROAD's combined
+/// score: the page's default, which must answer at interactive speed.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Explanation {
@@ -60,6 +68,21 @@ pub struct Explanation {
     pub road_error: f64,
     /// Test images measured.
     pub images: usize,
+    /// A multi-pass method (Score-CAM) that scored higher still, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slower_but_better: Option<MethodScore>,
+}
+
+/// One method's ROAD score.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MethodScore {
+    /// The method's name.
+    pub method: String,
+    /// Its ROAD combined score.
+    pub road: f64,
+    /// The standard error of `road`.
+    pub road_error: f64,
 }
 
 impl Manifest {

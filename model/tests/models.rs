@@ -2,9 +2,11 @@
 //! the Flex CPU device, named-layer activations, and checkpoint round trips.
 
 use burn::module::Module;
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{DType, Device, Distribution, Tensor};
+use model::checkpoint::Precision;
 use model::registry::MODELS;
 use model::{Checkpoint, CheckpointInfo, ModelConfig, ModelOptions, Normalization};
+use safetensors::{Dtype, SafeTensors};
 
 fn build(name: &str, options: &ModelOptions) -> model::Model {
     ModelConfig::from_name(name, options)
@@ -185,6 +187,47 @@ fn checkpoints_round_trip_weights_and_batch_norm_statistics() {
         .max()
         .into_scalar::<f32>();
     assert!(other > 1e-3);
+}
+
+#[test]
+fn a_half_precision_checkpoint_is_half_the_size_and_reads_back_as_f32() {
+    let flex = Device::flex();
+    let config = ModelConfig::from_name("resnet20", &ModelOptions::default()).unwrap();
+    let checkpoint = Checkpoint {
+        model: config.init(&flex).unwrap(),
+        info: CheckpointInfo::cifar10(Normalization {
+            mean: [0.5; 3],
+            std: [0.25; 3],
+        }),
+    };
+    let full = checkpoint.to_bytes().unwrap();
+    let half = checkpoint.to_bytes_as(Precision::F16).unwrap();
+    let ratio = half.len() as f64 / full.len() as f64;
+    assert!((0.5..0.56).contains(&ratio), "f16 file {ratio:.3} of f32");
+    // Convolution and linear weights in f16; batch norm (running variance) stays f32.
+    let tensors = SafeTensors::deserialize(&half).unwrap();
+    let dtype_of = |part: &str| {
+        let (_, view) = tensors
+            .iter()
+            .find(|(name, _)| name.contains(part))
+            .unwrap_or_else(|| panic!("no tensor named *{part}*"));
+        view.dtype()
+    };
+    assert_eq!(dtype_of("conv1.weight"), Dtype::F16);
+    assert_eq!(dtype_of("fc.weight"), Dtype::F16);
+    assert_eq!(dtype_of("running_var"), Dtype::F32);
+
+    let loaded = Checkpoint::from_bytes(&half, &flex).unwrap();
+    let x = images(4, &flex);
+    let (a, b) = (
+        checkpoint.model.forward(x.clone()),
+        loaded.model.forward(x.clone()),
+    );
+    assert_eq!(b.dtype(), DType::F32);
+    let scale = a.clone().abs().max().into_scalar::<f32>();
+    let diff = (a - b).abs().max().into_scalar::<f32>();
+    // f16 keeps 11 significant bits: relative errors of about 1e-3, never the f32 1e-6.
+    assert!(diff > 0.0 && diff < 1e-2 * scale, "{diff} of {scale}");
 }
 
 #[test]

@@ -7,6 +7,7 @@ use std::path::Path;
 use clap::Parser;
 use common::{sample, temp};
 use model::cam::CamMethod;
+use model::checkpoint::Precision;
 use model::manifest::Manifest;
 use sha2::{Digest, Sha256};
 use trainer::cli::{Cli, Command};
@@ -26,7 +27,7 @@ fn ship_records_measured_accuracy_size_and_hash() {
     let dir = temp("ship");
     let weights = dir.join("weights");
     let data = sample();
-    let ship_one = |source: &str, name: &str, default: bool| {
+    let ship_with = |source: &str, name: &str, default: bool, extra: &[&str]| {
         let mut args = vec![
             "ship",
             "--checkpoint",
@@ -45,11 +46,13 @@ fn ship_records_measured_accuracy_size_and_hash() {
         if default {
             args.push("--default");
         }
+        args.extend(extra);
         match parse(&args) {
             Command::Ship(a) => ship::run(&a).unwrap(),
             other => panic!("{other:?}"),
         }
     };
+    let ship_one = |source: &str, name: &str, default: bool| ship_with(source, name, default, &[]);
     let tiny = format!("{ROOT}/weights/tiny-cnn.safetensors");
     let basic = format!("{ROOT}/weights/basic-cnn.safetensors");
     let first = ship_one(&tiny, "small", false);
@@ -102,6 +105,18 @@ fn ship_records_measured_accuracy_size_and_hash() {
         card.contains(&first.sha256) && card.contains("| cat |"),
         "{card}"
     );
+    // In f16: about half the bytes, the f16 file's accuracy measured next to the f32 one's.
+    let big = ship_one(&basic, "big", false);
+    let half = ship_with(&basic, "half", false, &["--f16"]);
+    assert_eq!(half.precision, Precision::F16);
+    assert_eq!(half.f32_test_accuracy, Some(big.test_accuracy));
+    assert!((half.test_accuracy - big.test_accuracy).abs() <= 0.001);
+    let ratio = half.bytes as f64 / big.bytes as f64;
+    assert!((0.49..0.52).contains(&ratio), "{ratio}");
+    let stored = std::fs::read(weights.join("half.safetensors")).unwrap();
+    assert_eq!(half.sha256, format!("{:x}", Sha256::digest(&stored)));
+    let card = std::fs::read_to_string(weights.join("half.md")).unwrap();
+    assert!(card.contains("f16"), "{card}");
     ship_one(&basic, "big", true);
     let manifest: Manifest =
         serde_json::from_str(&std::fs::read_to_string(weights.join("manifest.json")).unwrap())
@@ -329,12 +344,12 @@ fn cam_eval_ranks_the_methods_by_faithfulness() {
         std::fs::copy(format!("{ROOT}/weights/{file}"), weights.join(file)).unwrap();
     }
     let weights_dir = weights.to_str().unwrap();
-    let methods = ["--images", "4", "--methods", "gradcam,hirescam"];
-    let record = |name: &str| {
-        let mut args = methods.to_vec();
+    let record_with = |name: &str, methods: &str| {
+        let mut args = vec!["--images", "4", "--methods", methods];
         args.extend(["--weights-dir", weights_dir, "--record", name]);
         run(&args)
     };
+    let record = |name: &str| record_with(name, "gradcam,hirescam,scorecam");
     let recorded = record("basic-cnn").unwrap();
     let manifest: Manifest =
         serde_json::from_str(&std::fs::read_to_string(weights.join("manifest.json")).unwrap())
@@ -345,10 +360,27 @@ fn cam_eval_ranks_the_methods_by_faithfulness() {
         .explanation
         .clone()
         .unwrap();
-    let best = &recorded.ranking[0];
+    // The page's default: the most faithful single-pass method; Score-CAM (one pass per
+    // channel) is recorded beside it when it scored higher.
+    let best = recorded
+        .ranking
+        .iter()
+        .find(|r| r.method != CamMethod::ScoreCam)
+        .unwrap();
     assert_eq!(explanation.method, best.method.name());
     assert_eq!(explanation.images, 4);
     assert!((explanation.road - best.faithfulness.road()).abs() < 1e-12);
+    let top = &recorded.ranking[0];
+    match &explanation.slower_but_better {
+        Some(slower) => {
+            assert_eq!(top.method, CamMethod::ScoreCam);
+            assert_eq!(slower.method, "scorecam");
+            assert!((slower.road - top.faithfulness.road()).abs() < 1e-12);
+        }
+        None => assert_ne!(top.method, CamMethod::ScoreCam),
+    }
+    let err = format!("{:#}", record_with("basic-cnn", "scorecam").unwrap_err());
+    assert!(err.contains("single-pass"), "{err}");
     // Only for the file that was shipped under that name.
     let err = format!("{:#}", record("tiny-cnn").unwrap_err());
     assert!(err.contains("is not the shipped `tiny-cnn`"), "{err}");

@@ -2,7 +2,8 @@
 // downloaded browser). Serves the trunk output on loopback, feeds the page real CIFAR-10 test
 // images through its file input, and checks the prediction against the native Rust answer,
 // that a heat map was drawn, class choice, every explanation method, framing, opacity, bad input, the
-// gallery and the model switcher. Prints the timings it saw.
+// gallery and the model switcher. Counts what the browser fetched before the first answer
+// (gzip, as a web server sends it) against the page's budget. Prints the timings it saw.
 //
 // node browser.mjs --dist DIR --expected FILE --backend webgpu|cpu [--base /path/] [--offline] [--camera]
 //                   [--screenshot PNG --photo IMAGE]
@@ -11,6 +12,7 @@
 import http from "node:http";
 import fs from "node:fs";
 import path from "node:path";
+import zlib from "node:zlib";
 import { chromium } from "playwright-core";
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((pairs, a, i, all) =>
@@ -28,6 +30,11 @@ function fail(message) {
   throw new Error(message);
 }
 function check(condition, message) { if (!condition) fail(message); }
+
+// Everything fetched before the first answer with the default model, gzip-compressed.
+const FIRST_LOAD_BUDGET = 2_500_000;
+const fetched = []; // [path under the base, run count when it was requested]
+function gzipBytes(file) { return zlib.gzipSync(fs.readFileSync(path.join(dist, file))).length; }
 
 const server = http.createServer((req, res) => {
   const url = new URL(req.url, "http://localhost");
@@ -53,6 +60,13 @@ try {
   page.on("console", (m) => log.push(`console.${m.type()}: ${m.text()}`));
   page.on("pageerror", (e) => log.push(`page error: ${e.message}`));
 
+  let answered = false;
+  page.on("request", (r) => {
+    const url = new URL(r.url());
+    if (url.origin === origin && url.pathname.startsWith(base)) {
+      fetched.push([decodeURIComponent(url.pathname.slice(base.length)) || "index.html", answered]);
+    }
+  });
   const runs = async () => Number(await page.evaluate(() => document.body.dataset.runs ?? 0));
   const settled = async (before) => {
     await page.waitForFunction((n) => Number(document.body.dataset.runs ?? 0) > n && document.body.dataset.state === "ready",
@@ -84,6 +98,7 @@ try {
     const before = await runs();
     await page.setInputFiles("#file", path.join(dist, "gallery", image.file));
     await settled(before);
+    answered = true;
     inferMs.push(Number(await page.getAttribute("#timing", "data-infer")));
     const shown = await page.$$eval("#bars li", (lis) => lis.map((li) => [Number(li.dataset.index), li.dataset.class,
       parseFloat(li.querySelector(".pct").textContent) / 100]));
@@ -99,6 +114,20 @@ try {
     previousHeat = heat;
     const view = await page.evaluate(() => Array.from(document.getElementById("view").getContext("2d").getImageData(0, 0, 256, 256).data.slice(0, 4096)));
     check(view.some((v, i) => i % 4 !== 3 && v !== 0), `${image.file}: the picture was not drawn`);
+  }
+
+  // The first load: only the CPU module, the default model and the page's small files, within
+  // the budget (a forced WebGPU run fetches the WebGPU module first, outside the budget).
+  const firstLoad = [...new Set(fetched.filter(([, after]) => !after).map(([file]) => file))]
+    .map((file) => [file, gzipBytes(file)]).sort((a, b) => b[1] - a[1]);
+  const firstBytes = firstLoad.reduce((sum, [, n]) => sum + n, 0);
+  console.log(`first load (${backend}): ${(firstBytes / 1e6).toFixed(2)} MB gzip in ${firstLoad.length} files: ` +
+    firstLoad.slice(0, 5).map(([file, n]) => `${file} ${(n / 1e6).toFixed(2)} MB`).join(", "));
+  check(firstLoad.some(([file]) => file === `weights/${expected.file}`), "the default model was not fetched");
+  if (backend === "cpu") {
+    check(firstBytes <= FIRST_LOAD_BUDGET, `first load ${firstBytes} bytes gzip, over the budget of ${FIRST_LOAD_BUDGET}`);
+    check(!fetched.some(([file]) => file.startsWith("web-demo.js") || file.startsWith("web-demo_bg.wasm")),
+      "the CPU page fetched the WebGPU module");
   }
 
   // Explaining another class redraws a different heat map and marks that class.
@@ -245,9 +274,15 @@ try {
   // Unforced, the page races the two backends on the first image and keeps the faster.
   if (backend === "webgpu") {
     const racing = await browser.newPage();
+    const gpuModule = [];
+    let raced = false;
+    racing.on("request", (r) => { if (/\/web-demo(_bg\.wasm|\.js)\?/.test(r.url())) gpuModule.push(raced); });
     await racing.goto(`${origin}${base}?sw=0`);
     await racing.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: 180_000 });
-    check(await racing.getAttribute("#backend", "data-backend") === "WebGPU", "unforced page did not start on WebGPU");
+    // The CPU answers first; the WebGPU module is fetched only after the first answer.
+    check(await racing.getAttribute("#backend", "data-backend") === "CPU", "unforced page did not start on the CPU");
+    check(gpuModule.length === 0, "the WebGPU module was fetched before the first image");
+    raced = true;
     await racing.click("#gallery button >> nth=0");
     await racing.waitForFunction(() => Number(document.body.dataset.runs ?? 0) > 0 && document.body.dataset.state === "ready",
       null, { timeout: 180_000 });
@@ -257,6 +292,7 @@ try {
     check(kept === (measured.cpu < measured.webgpu ? "CPU" : "WebGPU"), `kept ${kept} although ${JSON.stringify(measured)}`);
     check((await racing.getAttribute("#backend", "title")).includes("faster here"), "the badge does not say why");
     check((await racing.$$("#bars li")).length === 5, "no answer after the race");
+    check(gpuModule.length === 2 && gpuModule.every((after) => after), `WebGPU module requests: ${gpuModule}`);
     console.log(`race (${backend}): ${JSON.stringify(measured)}, kept ${kept}`);
     await racing.close();
   }

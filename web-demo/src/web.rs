@@ -22,7 +22,6 @@ pub fn start() {
 pub struct Demo {
     device: Device,
     backend: String,
-    backend_note: String,
     classifier: Option<Classifier>,
     prepared: Option<Prepared>,
 }
@@ -65,24 +64,26 @@ struct MethodInfo {
 
 #[wasm_bindgen]
 impl Demo {
-    /// Opens WebGPU when `webgpu` is true and the browser gives an adapter, else the CPU
-    /// (Flex); `backend_note` says why the CPU was chosen.
-    pub async fn open(webgpu: bool) -> Demo {
-        let mut note = String::from("this browser has no WebGPU");
-        if webgpu {
-            match Device::wgpu_options().init_async().await {
-                Ok(device) => return Demo::new(device, "WebGPU", String::new()),
-                Err(e) => note = format!("WebGPU failed to start ({e})"),
-            }
-        }
-        Demo::new(Device::flex(), "CPU", note)
+    /// The CPU (Flex), in either module.
+    pub fn cpu() -> Demo {
+        Demo::new(Device::flex(), "CPU")
     }
 
-    fn new(device: Device, backend: &str, backend_note: String) -> Demo {
+    /// WebGPU, in the module built with the `webgpu` feature; fails with the reason when the
+    /// browser gives no adapter.
+    #[cfg(feature = "webgpu")]
+    pub async fn webgpu() -> Result<Demo, JsError> {
+        let device = Device::wgpu_options()
+            .init_async()
+            .await
+            .map_err(|e| JsError::new(&format!("WebGPU failed to start ({e})")))?;
+        Ok(Demo::new(device, "WebGPU"))
+    }
+
+    fn new(device: Device, backend: &str) -> Demo {
         Demo {
             device,
             backend: backend.to_string(),
-            backend_note,
             classifier: None,
             prepared: None,
         }
@@ -106,12 +107,6 @@ impl Demo {
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
         self.backend.clone()
-    }
-
-    /// Why the CPU runs (empty on WebGPU).
-    #[wasm_bindgen(getter)]
-    pub fn backend_note(&self) -> String {
-        self.backend_note.clone()
     }
 
     /// Loads a checkpoint file; returns its summary as JSON. The previous model stays

@@ -1,8 +1,9 @@
-//! The page in a real browser: builds it with `trunk build --release`, then drives Debian's
-//! headless Chromium with `e2e/browser.mjs` twice, once with WebGPU (SwiftShader) and once with
-//! the GPU disabled (automatic CPU fallback, page under a sub-path as on GitHub Pages, then
-//! offline), checking each answer against this crate's native result for the same image. Needs trunk, wasm-bindgen-cli, chromium, node and
-//! `npm ci` in `web-demo/e2e` (README, `.ci/run`).
+//! The page in a real browser: builds it once as GitHub Pages publishes it (`trunk build
+//! --release` under a sub-path), then drives Debian's headless Chromium with `e2e/browser.mjs` twice,
+//! once with WebGPU (SwiftShader) and once with the GPU disabled (automatic CPU fallback, the
+//! first-load size budget, then offline), checking each answer against this crate's native
+//! result for the same image. Needs trunk, wasm-bindgen-cli, chromium, node and `npm ci` in
+//! `web-demo/e2e` (README, `.ci/run`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -69,6 +70,7 @@ fn expected_answers(dir: &Path) -> PathBuf {
         &path,
         json!({
             "model": entry.name,
+            "file": entry.file,
             "images": images,
             "layers": classifier.layers().len(),
             // The page's default explanation: the manifest's most faithful method.
@@ -92,22 +94,20 @@ fn the_page_classifies_and_explains_in_chromium_on_webgpu_and_on_the_cpu() {
             .exists(),
         "run `npm ci` in web-demo/e2e first (see README)"
     );
-    // WebGPU with the page at the server's root; the CPU fallback under /cifar-burn/ as GitHub
-    // Pages serves a project site, with the camera (Chromium's fake one) and offline from the
-    // service worker's cache.
-    for (backend, base, extra) in [
-        ("webgpu", "/", &[][..]),
-        ("cpu", "/cifar-burn/", &["--offline", "--camera"][..]),
-    ] {
-        let dist = dir.join(format!("dist-{backend}"));
-        run(
-            Command::new("trunk")
-                .args(["build", "--release", "--public-url", base, "--dist"])
-                .arg(&dist)
-                .current_dir(CRATE),
-            "trunk build --release",
-            "install trunk 0.21.14 and wasm-bindgen-cli 0.2.130 (see README)",
-        );
+    // One build, served under /cifar-burn/ as GitHub Pages serves a project site: WebGPU, then
+    // the CPU fallback with the camera (Chromium's fake one) and offline from the service
+    // worker's cache.
+    let base = "/cifar-burn/";
+    let dist = dir.join("dist");
+    run(
+        Command::new("trunk")
+            .args(["build", "--release", "--public-url", base, "--dist"])
+            .arg(&dist)
+            .current_dir(CRATE),
+        "trunk build --release",
+        "install trunk 0.21.14 and wasm-bindgen-cli 0.2.130 (see README)",
+    );
+    for (backend, extra) in [("webgpu", &[][..]), ("cpu", &["--offline", "--camera"][..])] {
         let out = run(
             Command::new("node")
                 .arg("browser.mjs")

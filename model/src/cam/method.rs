@@ -80,6 +80,12 @@ impl CamMethod {
     pub fn is_class_specific(self) -> bool {
         self != CamMethod::EigenCam
     }
+
+    /// Whether one forward and one backward pass give the map (every method but Score-CAM,
+    /// which runs the network once more per channel of the layer: 100× the time or more).
+    pub fn is_single_pass(self) -> bool {
+        self != CamMethod::ScoreCam
+    }
 }
 
 impl fmt::Display for CamMethod {

@@ -42,7 +42,7 @@ pub fn model_card(entry: &ShippedModel, info: &CheckpointInfo, test: &Evaluation
          network, {params} parameters, {mb:.2} MB ({gz:.2} MB gzip).\n\n\
          ## Measured\n\n\
          Test accuracy **{acc:.2} %** (top-5 {top5:.2} %) on {n} test images, measured by `trainer \
-         ship` when the file was shipped. Per class:\n\n\
+         ship` when the file was shipped.{half} Per class:\n\n\
          | class | accuracy | images |\n|---|---|---|\n",
         name = entry.name,
         arch = entry.config.name,
@@ -52,6 +52,11 @@ pub fn model_card(entry: &ShippedModel, info: &CheckpointInfo, test: &Evaluation
         acc = 100.0 * accuracy,
         top5 = 100.0 * entry.top5_accuracy,
         n = entry.test_images,
+        half = entry.f32_test_accuracy.map_or(String::new(), |full| format!(
+            " The file stores the convolution and linear weights in f16 (half the bytes; batch norm \
+             in f32) and is read back as f32; the f32 weights it was made from scored {:.2} %.",
+            100.0 * full
+        )),
     );
     for (class, (correct, total)) in CLASSES.iter().zip(test.per_class()) {
         let share = 100.0 * correct as f64 / total.max(1) as f64;

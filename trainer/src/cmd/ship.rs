@@ -9,6 +9,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result, ensure};
 use clap::Args;
 use flate2::{Compression, write::GzEncoder};
+use model::Checkpoint;
+use model::checkpoint::Precision;
 use model::manifest::{Manifest, ShippedModel};
 use sha2::{Digest, Sha256};
 
@@ -18,6 +20,9 @@ use crate::cli::{checkpoint_path, load_checkpoint};
 use crate::data::{CifarSet, locate};
 use crate::eval::evaluate;
 use crate::train::run_dir::write_atomic;
+
+/// The most test accuracy, in points, that `--f16` may cost.
+const MAX_F16_LOSS_POINTS: f64 = 0.1;
 
 /// Options of `trainer ship`.
 #[derive(Args, Debug)]
@@ -31,6 +36,10 @@ pub struct ShipArgs {
     /// How the model was trained, for the manifest (command, epochs, machine, time).
     #[arg(long)]
     pub trained: String,
+    /// Store convolution and linear weights in half precision (f16): half the download. The
+    /// f16 file is evaluated too and refused if it loses more than 0.1 point of accuracy.
+    #[arg(long)]
+    pub f16: bool,
     /// Make it the model the web page loads first.
     #[arg(long)]
     pub default: bool,
@@ -57,17 +66,31 @@ pub fn run(args: &ShipArgs) -> Result<ShippedModel> {
         args.name
     );
     let source = checkpoint_path(&args.checkpoint);
-    let bytes =
-        std::fs::read(&source).with_context(|| format!("cannot read {}", source.display()))?;
     let (checkpoint, device) = load_checkpoint(&source, args.backend)?;
     let test = Arc::new(CifarSet::test(&locate::find(args.data_dir.as_deref())?)?);
-    let result = evaluate(
-        &checkpoint.model,
-        &test,
-        checkpoint.info.normalization,
-        &device,
-        256,
-    )?;
+    let measure =
+        |model: &model::Model| evaluate(model, &test, checkpoint.info.normalization, &device, 256);
+    let mut result = measure(&checkpoint.model)?;
+    let (precision, bytes, f32_test_accuracy) = if args.f16 {
+        let bytes = checkpoint.to_bytes_as(Precision::F16)?;
+        let half = Checkpoint::from_bytes(&bytes, &device)
+            .context("the f16 checkpoint does not read back")?;
+        let full = result.accuracy();
+        result = measure(&half.model)?;
+        let loss = 100.0 * (full - result.accuracy());
+        ensure!(
+            loss <= MAX_F16_LOSS_POINTS,
+            "in f16 the test accuracy drops by {loss:.2} points ({:.2}% → {:.2}%), more than \
+             {MAX_F16_LOSS_POINTS}: ship it in f32 (without --f16)",
+            100.0 * full,
+            100.0 * result.accuracy()
+        );
+        (Precision::F16, bytes, Some(full))
+    } else {
+        let bytes =
+            std::fs::read(&source).with_context(|| format!("cannot read {}", source.display()))?;
+        (Precision::F32, bytes, None)
+    };
 
     let manifest_path = args.weights_dir.join("manifest.json");
     let mut manifest = if manifest_path.exists() {
@@ -81,7 +104,9 @@ pub fn run(args: &ShipArgs) -> Result<ShippedModel> {
         file: file.clone(),
         config: checkpoint.model.config().clone(),
         parameters: checkpoint.model.parameter_count(),
+        precision,
         test_accuracy: result.accuracy(),
+        f32_test_accuracy,
         top5_accuracy: result.top_k_accuracy(5),
         test_images: result.total(),
         bytes: bytes.len() as u64,
@@ -130,9 +155,13 @@ pub fn gzip_len(bytes: &[u8]) -> Result<u64> {
 
 /// The entry as the CLI prints it.
 pub fn report(entry: &ShippedModel, weights_dir: &std::path::Path) -> String {
+    let precision = match entry.f32_test_accuracy {
+        Some(full) => format!(" in f16 (f32: {:.2}%)", 100.0 * full),
+        None => String::new(),
+    };
     format!(
-        "Shipped {} ({}, {} parameters) to {}: test accuracy {:.2}% on {} images, top-5 {:.2}%, \
-         {:.2} MB ({:.2} MB gzip), sha256 {}\n",
+        "Shipped {} ({}, {} parameters) to {}: test accuracy {:.2}%{precision} on {} images, \
+         top-5 {:.2}%, {:.2} MB ({:.2} MB gzip), sha256 {}\n",
         entry.name,
         entry.config.name,
         entry.parameters,
