@@ -7,7 +7,7 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 // `race`: WebGPU is to be measured against the CPU on the first image (see race()).
 const state = { demo: null, race: false, manifest: null, model: null, modelBytes: null, classes: [], hasImage: false,
-  runs: 0, stream: null, explaining: false, queued: false, image: null };
+  runs: 0, stream: null, explaining: false, queued: false, image: null, memoryBytes: () => 0 };
 
 function setState(s) { document.body.dataset.state = s; }
 
@@ -215,6 +215,7 @@ async function explain() {
     state.runs += 1;
     document.body.dataset.runs = state.runs;
     $("result").dataset.method = answer.method;
+    document.body.dataset.memory = state.memoryBytes(); // the first module's wasm memory
     await showLayers();
     $("timing").dataset.infer = ms.toFixed(0);
     $("timing").textContent = `model loaded in ${$("timing").dataset.load} ms · inference + ${answer.method_title} ${ms.toFixed(0)} ms`;
@@ -409,7 +410,9 @@ async function main() {
   }
   try {
     const t0 = performance.now();
-    const { Demo } = await bindings();
+    const module = await bindings();
+    const { Demo } = module;
+    state.memoryBytes = module.memory_bytes;
     const adapter = await webGpuAdapter();
     let why = adapter ? "" : params.get("backend") === "cpu" ? "running on the CPU (?backend=cpu)"
       : "running on the CPU: this browser has no WebGPU";

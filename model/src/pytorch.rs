@@ -172,6 +172,27 @@ impl SeedCnnLayout {
     }
 }
 
+/// A float tensor's values as float32 little-endian bytes: as stored, or widened from half
+/// precision (`trainer ship --f16` files, PyTorch's `.half()` state dicts); the twins, the
+/// exporter and the importer work in float32.
+fn f32_bytes(name: &str, view: &TensorView<'_>) -> Result<Vec<u8>, ModelError> {
+    match view.dtype() {
+        Dtype::F32 => Ok(view.data().to_vec()),
+        Dtype::F16 => Ok(view
+            .data()
+            .chunks_exact(2)
+            .flat_map(|b| {
+                half::f16::from_le_bytes([b[0], b[1]])
+                    .to_f32()
+                    .to_le_bytes()
+            })
+            .collect()),
+        other => Err(ModelError::Checkpoint(format!(
+            "tensor `{name}` is {other:?}; only float32 and float16 weights are read"
+        ))),
+    }
+}
+
 /// A checkpoint file's bytes as a PyTorch `state_dict` in SafeTensors form (see the module
 /// documentation for the names and layouts).
 pub fn state_dict(checkpoint: &[u8]) -> Result<Vec<u8>, ModelError> {
@@ -180,15 +201,9 @@ pub fn state_dict(checkpoint: &[u8]) -> Result<Vec<u8>, ModelError> {
     let tensors = SafeTensors::deserialize(checkpoint).map_err(bad)?;
     let mut out: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, view) in tensors.tensors() {
-        if view.dtype() != Dtype::F32 {
-            return Err(ModelError::Checkpoint(format!(
-                "tensor `{name}` is {:?}; this exporter writes float32 checkpoints",
-                view.dtype()
-            )));
-        }
         let torch = torch_name(&name);
         let shape = view.shape().to_vec();
-        let data = view.data();
+        let data = &f32_bytes(&name, &view)?;
         if torch.ends_with(".weight") && shape.len() == 2 {
             let transposed = transpose4(data, shape[0], shape[1]);
             out.push((torch, Dtype::F32, vec![shape[1], shape[0]], transposed));
@@ -278,19 +293,19 @@ pub fn from_state_dict(state: &[u8], template: &[u8]) -> Result<Vec<u8>, ModelEr
             continue;
         };
         used.insert(lookup[&torch].clone());
-        if tensor.shape() != expected || tensor.dtype() != Dtype::F32 {
+        let floats = (tensor.shape() == expected).then(|| f32_bytes(&torch, &tensor));
+        let Some(Ok(data)) = floats else {
             misshaped.push(format!(
-                "{torch}: {:?} {:?}, expected F32 {expected:?}",
+                "{torch}: {:?} {:?}, expected F32 or F16 {expected:?}",
                 tensor.dtype(),
                 tensor.shape()
             ));
             continue;
-        }
-        let data = tensor.data();
+        };
         let data = if transposed {
-            transpose4(data, expected[0], expected[1])
+            transpose4(&data, expected[0], expected[1])
         } else {
-            data.to_vec()
+            data
         };
         out.push((name, shape, data));
     }

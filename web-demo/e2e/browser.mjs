@@ -33,6 +33,8 @@ function check(condition, message) { if (!condition) fail(message); }
 
 // Everything fetched before the first answer with the default model, gzip-compressed.
 const FIRST_LOAD_BUDGET = 2_500_000;
+// How much the wasm memory may grow over 1,000 classifications after the first ten.
+const MEMORY_GROWTH_BOUND = 4 * 1024 * 1024;
 const fetched = []; // [path under the base, run count when it was requested]
 function gzipBytes(file) { return zlib.gzipSync(fs.readFileSync(path.join(dist, file))).length; }
 
@@ -128,6 +130,31 @@ try {
     check(firstBytes <= FIRST_LOAD_BUDGET, `first load ${firstBytes} bytes gzip, over the budget of ${FIRST_LOAD_BUDGET}`);
     check(!fetched.some(([file]) => file.startsWith("web-demo.js") || file.startsWith("web-demo_bg.wasm")),
       "the CPU page fetched the WebGPU module");
+  }
+
+  // Under load: 1,000 classifications in a row (the gallery's images in turn) leave the wasm
+  // memory where the first ten left it, give or take the bound.
+  if (backend === "cpu") {
+    const memory = async () => Number(await page.getAttribute("body", "data-memory"));
+    const [startBytes, startRuns, t0] = [await memory(), await runs(), Date.now()];
+    await page.evaluate(async (n) => {
+      const buttons = [...document.querySelectorAll("#gallery button")];
+      const body = document.body;
+      for (let i = 0; i < n; i++) {
+        const before = Number(body.dataset.runs);
+        buttons[i % buttons.length].click();
+        while (!(Number(body.dataset.runs) > before && body.dataset.state === "ready")) {
+          await new Promise((resolve) => setTimeout(resolve, 0));
+        }
+      }
+    }, 1000);
+    const [endBytes, endRuns] = [await memory(), await runs()];
+    console.log(`1,000 classifications (${backend}): ${((Date.now() - t0) / 1000).toFixed(1)} s, wasm memory ` +
+      `${(startBytes / 2 ** 20).toFixed(1)} → ${(endBytes / 2 ** 20).toFixed(1)} MiB`);
+    check(endRuns - startRuns === 1000, `${endRuns - startRuns} answers to 1,000 clicks`);
+    check(startBytes > 0 && endBytes - startBytes <= MEMORY_GROWTH_BOUND,
+      `the wasm memory grew from ${startBytes} to ${endBytes} bytes`);
+    check(!(await message()).error, `after 1,000 classifications: ${(await message()).text}`);
   }
 
   // Explaining another class redraws a different heat map and marks that class.

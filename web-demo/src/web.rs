@@ -17,6 +17,13 @@ pub fn start() {
     console_error_panic_hook::set_once();
 }
 
+/// The bytes of this module's linear memory (it grows and never shrinks): the browser test
+/// checks that 1,000 classifications in a row keep it within a bound.
+#[wasm_bindgen]
+pub fn memory_bytes() -> f64 {
+    (core::arch::wasm32::memory_size::<0>() * 65_536) as f64
+}
+
 /// One page's model, image and device.
 #[wasm_bindgen]
 pub struct Demo {
