@@ -1,13 +1,8 @@
 //! The command line: subcommands and the options they share.
 
-use std::path::{Path, PathBuf};
-
-use anyhow::{Context, Result};
-use burn::tensor::Device;
+use anyhow::Result;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use model::Checkpoint;
 
-use crate::backend::{self, Backend};
 use crate::cmd::{
     bench::BenchArgs, eval::EvalArgs, gradcam::GradcamArgs, landscape::LandscapeArgs,
     lr_band::LrBandArgs, predict::PredictArgs, report::ReportArgs, ship::ShipArgs, viz::VizArgs,
@@ -117,36 +112,4 @@ impl Cli {
             }),
         }
     }
-}
-
-/// Where a command writes its files: `out` when given, else `folder` beside the checkpoint.
-pub fn output_dir(out: Option<&Path>, checkpoint: &Path, folder: &str) -> PathBuf {
-    match out {
-        Some(out) => out.to_path_buf(),
-        None => checkpoint_path(checkpoint)
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join(folder),
-    }
-}
-
-/// A checkpoint file, or a run folder (its `best.safetensors`).
-pub fn checkpoint_path(path: &Path) -> PathBuf {
-    if path.is_dir() {
-        path.join("best.safetensors")
-    } else {
-        path.to_path_buf()
-    }
-}
-
-/// Loads a checkpoint on the device chosen by `backend`; prints which one.
-pub fn load_checkpoint(path: &Path, backend: Backend) -> Result<(Checkpoint, Device)> {
-    let path = checkpoint_path(path);
-    let bytes = std::fs::read(&path)
-        .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
-    let selected = backend::select(backend)?;
-    eprintln!("Backend: {}", selected.description());
-    let checkpoint = Checkpoint::from_bytes(&bytes, &selected.device)
-        .with_context(|| format!("cannot load {}", path.display()))?;
-    Ok((checkpoint, selected.device))
 }

@@ -8,7 +8,7 @@ use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::Device;
 use burn::tensor::activation::softmax;
-use model::{Model, NUM_CLASSES, Normalization};
+use model::{CLASSES, Model, NUM_CLASSES, Normalization};
 use serde::Serialize;
 
 use crate::data::CifarSet;
@@ -131,4 +131,17 @@ pub fn evaluate(
         mistakes,
         images_per_sec: index as f64 / start.elapsed().as_secs_f64(),
     })
+}
+
+/// A table of per-class accuracy.
+pub fn per_class_table(result: &Evaluation) -> String {
+    let mut out = format!("{:<12} {:>9} {:>13}\n", "class", "accuracy", "correct");
+    for (class, (correct, total)) in CLASSES.iter().zip(result.per_class()) {
+        let acc = 100.0 * correct as f64 / total.max(1) as f64;
+        out.push_str(&format!(
+            "{class:<12} {acc:>8.2}% {:>13}\n",
+            format!("{correct}/{total}")
+        ));
+    }
+    out
 }

@@ -7,6 +7,8 @@ pub mod cmd;
 pub mod data;
 pub mod eval;
 pub mod faithfulness;
+pub mod html;
+pub mod io;
 pub mod metrics;
 pub mod plot;
 pub mod search;

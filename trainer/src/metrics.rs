@@ -2,7 +2,7 @@
 //! support with macro and weighted averages, and the most confused class pairs.
 
 use model::NUM_CLASSES;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Counts of (true class, predicted class): `matrix[t][p]`.
 pub type Confusion = [[usize; NUM_CLASSES]; NUM_CLASSES];
@@ -154,4 +154,23 @@ mod tests {
             "a tie does not put both in the top 1"
         );
     }
+}
+
+/// One row of `metrics.csv`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct EpochMetrics {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss over the epoch.
+    pub train_loss: f64,
+    /// Training accuracy over the epoch (0–1).
+    pub train_accuracy: f64,
+    /// Validation loss and accuracy, when there is a validation split.
+    pub val: Option<(f64, f64)>,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Wall time of the epoch's training steps.
+    pub seconds: f64,
+    /// Training throughput.
+    pub images_per_sec: f64,
 }

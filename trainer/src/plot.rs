@@ -5,7 +5,7 @@ use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 
 use crate::metrics::Confusion;
-use crate::train::run_dir::{EpochMetrics, RunDir};
+use crate::metrics::EpochMetrics;
 
 /// The font every plot is labelled with, embedded so plots look the same everywhere.
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
@@ -43,9 +43,9 @@ pub(crate) fn render(
     Ok(png.into_inner())
 }
 
-/// Draws `curves.png`: training/validation loss, training/validation accuracy, and the
-/// learning rate, per epoch.
-pub fn curves(run: &RunDir, history: &[EpochMetrics]) -> Result<()> {
+/// Draws a run's `curves.png`: training/validation loss, training/validation accuracy, and
+/// the learning rate, per epoch; returns the PNG.
+pub fn curves(history: &[EpochMetrics]) -> Result<Vec<u8>> {
     let png = render(SIZE, |root| {
         let panels = root.split_evenly((1, 3));
         let epochs: Vec<f64> = history.iter().map(|m| m.epoch as f64).collect();
@@ -87,7 +87,7 @@ pub fn curves(run: &RunDir, history: &[EpochMetrics]) -> Result<()> {
             SeriesLabelPosition::UpperRight,
         )
     })?;
-    run.write("curves.png", &png)
+    Ok(png)
 }
 
 /// ROAD's curves per method: the mean change of the explained class's probability after

@@ -91,7 +91,8 @@ try {
   const start = await message();
   check(!start.error, `page did not start: ${start.text}`);
   const badge = await page.getAttribute("#backend", "data-backend");
-  check(badge === (backend === "webgpu" ? "WebGPU" : "CPU"), `backend badge says ${badge}`);
+  check(badge === (backend === "webgpu" ? "WebGPU" : "CPU"),
+    `backend badge says ${badge}: ${await page.getAttribute("#backend", "title")}`);
 
   // Real CIFAR-10 test images through the file input: same answer as the native Rust code.
   const inferMs = [];

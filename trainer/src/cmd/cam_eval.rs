@@ -20,12 +20,12 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::backend::Backend;
-use crate::cli::{checkpoint_path, load_checkpoint, output_dir};
 use crate::cmd::ship::{read_manifest, write_manifest};
 use crate::data::{CifarSet, locate};
 use crate::faithfulness::{Faithfulness, MapScores, PERCENTILES, score_maps};
+use crate::io::write_atomic;
+use crate::io::{checkpoint_path, load_checkpoint, output_dir};
 use crate::plot::road_curves;
-use crate::train::run_dir::write_atomic;
 
 /// Options of `trainer cam-eval`.
 #[derive(Args, Debug)]

@@ -10,12 +10,12 @@ use model::CLASSES;
 use serde_json::json;
 
 use crate::backend::Backend;
-use crate::cli::{load_checkpoint, output_dir};
 use crate::data::{CifarSet, locate};
 use crate::eval::{Evaluation, evaluate};
+use crate::io::write_atomic;
+use crate::io::{load_checkpoint, output_dir};
 use crate::metrics::{ClassReport, ClassScores, class_report, most_confused};
 use crate::plot;
-use crate::train::run_dir::write_atomic;
 
 /// Misclassified images shown in `misclassified.png`.
 const GRID_IMAGES: usize = 36;
@@ -165,19 +165,6 @@ pub fn scores_table(result: &Evaluation) -> String {
         out.push_str(&format!(
             "{label:<13} {:>9.4} {:>9.4} {:>9.4} {:>8}\n",
             s.precision, s.recall, s.f1, s.support
-        ));
-    }
-    out
-}
-
-/// A table of per-class accuracy.
-pub fn per_class_table(result: &Evaluation) -> String {
-    let mut out = format!("{:<12} {:>9} {:>13}\n", "class", "accuracy", "correct");
-    for (class, (correct, total)) in CLASSES.iter().zip(result.per_class()) {
-        let acc = 100.0 * correct as f64 / total.max(1) as f64;
-        out.push_str(&format!(
-            "{class:<12} {acc:>8.2}% {:>13}\n",
-            format!("{correct}/{total}")
         ));
     }
     out

@@ -10,8 +10,8 @@ use burn::tensor::Device;
 use clap::{Args, ValueEnum};
 use model::Checkpoint;
 
-use crate::cli::checkpoint_path;
-use crate::train::run_dir::write_atomic;
+use crate::io::checkpoint_path;
+use crate::io::write_atomic;
 
 /// Options of `trainer export`.
 #[derive(Args, Debug)]

@@ -12,9 +12,9 @@ use model::cam::{CamMethod, explain_each, overlay};
 use model::preprocess::{Framing, decode_image, square_view, to_cifar_pixels};
 
 use crate::backend::Backend;
-use crate::cli::load_checkpoint;
+use crate::io::load_checkpoint;
+use crate::io::write_atomic;
 use crate::plot::picture_grid;
-use crate::train::run_dir::write_atomic;
 
 /// Options of `trainer gradcam`.
 #[derive(Args, Debug)]

@@ -15,8 +15,8 @@ use model::{Checkpoint, CheckpointInfo, ModelConfig, Normalization};
 use pytorch_reader::{DType, PytorchReader};
 use safetensors::tensor::{Dtype, TensorView};
 
+use crate::io::write_atomic;
 use crate::train::config::ModelArgs;
-use crate::train::run_dir::write_atomic;
 
 /// Options of `trainer import`.
 #[derive(Args, Debug)]

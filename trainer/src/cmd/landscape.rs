@@ -9,9 +9,9 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::backend::Backend;
-use crate::cli::{load_checkpoint, output_dir};
 use crate::data::{CifarSet, locate};
-use crate::train::run_dir::write_atomic;
+use crate::io::write_atomic;
+use crate::io::{load_checkpoint, output_dir};
 use crate::viz::{Landscape, contour_png, landscape, surface_png};
 
 /// Options of `trainer landscape`.

@@ -15,11 +15,11 @@ use plotters::prelude::*;
 use crate::backend::{self, Backend};
 use crate::data::batcher::{BatchPlan, batches};
 use crate::data::{CifarSet, locate};
+use crate::io::write_atomic;
 use crate::plot::render;
 use crate::train::init_model;
 use crate::train::loss::Objective;
 use crate::train::optim::{self, OptimizerKind, OptimizerSpec};
-use crate::train::run_dir::write_atomic;
 
 /// Options of `trainer lr-band`.
 #[derive(Args, Debug)]

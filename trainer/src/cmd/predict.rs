@@ -9,7 +9,7 @@ use clap::Args;
 use model::preprocess::{Framing, decode_image, to_cifar_pixels};
 
 use crate::backend::Backend;
-use crate::cli::load_checkpoint;
+use crate::io::load_checkpoint;
 
 /// Options of `trainer predict`.
 #[derive(Args, Debug)]

@@ -2,13 +2,13 @@
 //! summary, configuration, per-epoch metrics and curves, its evaluation (`eval/`) and its
 //! visualisations (`viz/`), whichever of them exist.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result, ensure};
-use base64::Engine;
+use anyhow::{Result, ensure};
 use clap::Args;
 
-use crate::train::run_dir::write_atomic;
+use crate::html::{csv_table, escape, picture, text_block};
+use crate::io::write_atomic;
 
 /// Options of `trainer report`.
 #[derive(Args, Debug)]
@@ -18,68 +18,6 @@ pub struct ReportArgs {
     /// Where to write the page [default: report.html in the run folder].
     #[arg(long)]
     pub out: Option<PathBuf>,
-}
-
-/// Escapes text for HTML.
-pub(crate) fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// An `<img>` with the PNG embedded, or nothing when the file is missing.
-pub(crate) fn picture(path: &Path, caption: &str) -> Result<String> {
-    if !path.exists() {
-        return Ok(String::new());
-    }
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(format!(
-        "<figure><img alt=\"{0}\" src=\"data:image/png;base64,{1}\"><figcaption>{0}</figcaption></figure>\n",
-        escape(caption),
-        base64::engine::general_purpose::STANDARD.encode(bytes)
-    ))
-}
-
-/// A CSV file as an HTML table (numbers shortened to 4 decimals).
-pub(crate) fn csv_table(path: &Path) -> Result<String> {
-    if !path.exists() {
-        return Ok(String::new());
-    }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut rows = text.lines().filter(|l| !l.is_empty());
-    let Some(header) = rows.next() else {
-        return Ok(String::new());
-    };
-    let cell = |c: &str| match c.parse::<f64>() {
-        Ok(v) if c.contains('.') => format!("{v:.4}"),
-        _ => escape(c),
-    };
-    let mut html = String::from("<table><thead><tr>");
-    for h in header.split(',') {
-        html.push_str(&format!("<th>{}</th>", escape(h)));
-    }
-    html.push_str("</tr></thead><tbody>\n");
-    for row in rows {
-        html.push_str("<tr>");
-        for c in row.split(',') {
-            html.push_str(&format!("<td>{}</td>", cell(c)));
-        }
-        html.push_str("</tr>\n");
-    }
-    html.push_str("</tbody></table>\n");
-    Ok(html)
-}
-
-/// A text file in a `<pre>`, or nothing when missing.
-fn text_block(path: &Path) -> Result<String> {
-    if !path.exists() {
-        return Ok(String::new());
-    }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(format!("<pre>{}</pre>\n", escape(text.trim_end())))
 }
 
 /// Builds the page; returns where it was written.

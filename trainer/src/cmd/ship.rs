@@ -16,10 +16,10 @@ use sha2::{Digest, Sha256};
 
 use super::card::model_card;
 use crate::backend::Backend;
-use crate::cli::{checkpoint_path, load_checkpoint};
 use crate::data::{CifarSet, locate};
 use crate::eval::evaluate;
-use crate::train::run_dir::write_atomic;
+use crate::io::write_atomic;
+use crate::io::{checkpoint_path, load_checkpoint};
 
 /// The most test accuracy, in points, that `--f16` may cost.
 const MAX_F16_LOSS_POINTS: f64 = 0.1;

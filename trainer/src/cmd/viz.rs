@@ -9,9 +9,9 @@ use clap::Args;
 use model::preprocess::{Framing, decode_image, to_cifar_pixels};
 
 use crate::backend::Backend;
-use crate::cli::{load_checkpoint, output_dir};
 use crate::data::{CifarSet, locate};
-use crate::train::run_dir::write_atomic;
+use crate::io::write_atomic;
+use crate::io::{load_checkpoint, output_dir};
 use crate::viz;
 
 /// Options of `trainer viz`.

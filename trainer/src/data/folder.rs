@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::cifar::{TEST_FILE, TRAIN_FILES, VAL_FILE};
-use crate::train::run_dir::write_atomic;
+use crate::io::write_atomic;
 
 /// The cache folder inside an image folder.
 pub const CACHE_DIR: &str = ".cifar-burn";

@@ -11,9 +11,9 @@ use plotters::prelude::*;
 
 use super::runner::{TrialResult, read_csv};
 use super::space::{Dist, SearchSpec, arg_value};
-use crate::cmd::report::{csv_table, escape, picture};
+use crate::html::{csv_table, escape, picture};
+use crate::io::write_atomic;
 use crate::plot::render;
-use crate::train::run_dir::write_atomic;
 
 /// Options of `trainer search-report`.
 #[derive(Args, Debug)]

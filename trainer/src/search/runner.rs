@@ -10,7 +10,7 @@ use clap::Args;
 
 use super::sampler::{Params, Sampler};
 use super::space::{Dist, SearchSpec, arg_value};
-use crate::train::run_dir::write_atomic;
+use crate::io::write_atomic;
 use crate::train::{self, TrainConfig, TrainJob, config};
 
 /// Options of `trainer search`.

@@ -326,7 +326,7 @@ pub fn run(job: &TrainJob) -> Result<TrainOutcome> {
         state.epoch = epoch;
         state.history.push(metrics);
         run.rewrite_metrics(&state.history)?;
-        crate::plot::curves(&run, &state.history)?;
+        run.write("curves.png", &crate::plot::curves(&state.history)?)?;
         if let Some(patience) = config.stop.patience.filter(|&p| state.stale_epochs >= p) {
             let why = format!(
                 "early stop after epoch {epoch}: validation accuracy has not improved by {} for {patience} epochs (best {:.2}% at epoch {})",
@@ -461,6 +461,6 @@ fn summary(
         test.total(),
         test.loss
     );
-    s.push_str(&crate::cmd::eval::per_class_table(test));
+    s.push_str(&crate::eval::per_class_table(test));
     s
 }

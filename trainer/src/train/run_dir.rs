@@ -2,34 +2,16 @@
 //! the summary. Every file is written atomically (temporary file, then rename), so an
 //! interrupted run never leaves a half-written file.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
+
+use crate::io::write_atomic;
+pub use crate::metrics::EpochMetrics;
 
 /// Columns of `metrics.csv`.
 pub const METRICS_HEADER: &str =
     "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,epoch_seconds,train_images_per_sec";
-
-/// One row of `metrics.csv`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct EpochMetrics {
-    /// 1-based epoch.
-    pub epoch: usize,
-    /// Mean training loss over the epoch.
-    pub train_loss: f64,
-    /// Training accuracy over the epoch (0–1).
-    pub train_accuracy: f64,
-    /// Validation loss and accuracy, when there is a validation split.
-    pub val: Option<(f64, f64)>,
-    /// Learning rate used.
-    pub lr: f64,
-    /// Wall time of the epoch's training steps.
-    pub seconds: f64,
-    /// Training throughput.
-    pub images_per_sec: f64,
-}
 
 impl EpochMetrics {
     fn csv_row(&self) -> String {
@@ -116,21 +98,6 @@ impl RunDir {
     pub fn write(&self, file: &str, bytes: &[u8]) -> Result<()> {
         write_atomic(&self.file(file), bytes)
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    let mut file =
-        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot move {} into place", path.display()))
 }
 
 #[cfg(test)]
