@@ -32,16 +32,34 @@ function buildId() {
 }
 
 // The WebGPU module (the same Rust crate built with its `webgpu` feature), fetched on demand.
+// A failed start is tried once more (a fresh copy of the module), then its first error is
+// what the badge shows.
 async function openWebGpu() {
-  const version = `?build=${encodeURIComponent(buildId())}`;
-  const gpu = await import(`./web-demo.js${version}`);
-  await gpu.default({ module_or_path: new URL(`web-demo_bg.wasm${version}`, import.meta.url) });
-  return gpu.Demo.webgpu();
+  let firstError;
+  for (const attempt of [1, 2]) {
+    try {
+      const version = `?build=${encodeURIComponent(buildId())}${attempt > 1 ? "&attempt=2" : ""}`;
+      const gpu = await import(`./web-demo.js${version}`);
+      await gpu.default({ module_or_path: new URL(`web-demo_bg.wasm${version}`, import.meta.url) });
+      return await gpu.Demo.webgpu();
+    } catch (e) {
+      firstError ??= e;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
+  throw firstError;
 }
 
+// Whether the browser gives a WebGPU adapter (asked twice: one can be briefly unavailable).
 async function webGpuAdapter() {
   if (params.get("backend") === "cpu" || !navigator.gpu) return false;
-  try { return !!(await navigator.gpu.requestAdapter()); } catch { return false; }
+  for (const attempt of [1, 2]) {
+    try {
+      if (await navigator.gpu.requestAdapter()) return true;
+    } catch { /* asked again, then the CPU runs */ }
+    if (attempt === 1) await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  return false;
 }
 
 async function sha256Hex(bytes) {
