@@ -350,6 +350,11 @@ fn a_killed_run_resumes_to_the_same_result() {
         saved["epoch"].as_u64().unwrap() < 8,
         "the run finished before it was killed"
     );
+    // state.json holds the configuration the saved epoch was trained with, and --resume
+    // continues from it: config.toml is only the readable copy.
+    assert_eq!(saved["config"]["optim"]["lr"], 0.02, "{saved}");
+    assert_eq!(saved["config"]["model"]["model"], "tiny-cnn", "{saved}");
+    std::fs::write(runs.join("killed/config.toml"), "not = [toml").unwrap();
     let resumed = Process::new(env!("CARGO_BIN_EXE_trainer"))
         .args(["train", "--resume", runs.join("killed").to_str().unwrap()])
         .output()

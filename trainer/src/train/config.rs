@@ -504,11 +504,7 @@ impl TrainArgs {
             layers.push((origin.clone(), parse_table(&text, &origin)?));
         }
         if let Some(run) = &self.resume {
-            let path = run.join("config.toml");
-            let origin = path.display().to_string();
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot resume {}: {origin} is missing", run.display()))?;
-            layers.push((origin.clone(), parse_table(&text, &origin)?));
+            layers.push(resumed_layer(run)?);
         }
         layers.push(("the command line".into(), self.options.explicit(matches)));
         Ok(TrainJob {
@@ -526,6 +522,27 @@ impl TrainArgs {
         let matches = command.try_get_matches_from(argv)?;
         Self::from_arg_matches(&matches)?.job(&matches)
     }
+}
+
+/// The configuration a run folder continues with: the one in `state.json` (what its saved
+/// epoch was trained with), else `config.toml` (a run of an older build).
+fn resumed_layer(run: &Path) -> Result<(String, Table)> {
+    let state = run.join("state.json");
+    if let Ok(text) = std::fs::read_to_string(&state) {
+        let origin = state.display().to_string();
+        let value: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{origin} is damaged"))?;
+        if let Some(config) = value.get("config") {
+            let config: TrainConfig = serde_json::from_value(config.clone())
+                .with_context(|| format!("the configuration in {origin} is damaged"))?;
+            return Ok((origin, config.table()));
+        }
+    }
+    let path = run.join("config.toml");
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot resume {}: {origin} is missing", run.display()))?;
+    Ok((origin.clone(), parse_table(&text, &origin)?))
 }
 
 /// The stored configuration of a run folder.

@@ -325,6 +325,7 @@ pub fn run(job: &TrainJob) -> Result<TrainOutcome> {
         println!("{}", epoch_line(&metrics, config.optim.epochs, improved));
         state.epoch = epoch;
         state.history.push(metrics);
+        state.config = Some(config.clone());
         run.rewrite_metrics(&state.history)?;
         run.write("curves.png", &crate::plot::curves(&state.history)?)?;
         if let Some(patience) = config.stop.patience.filter(|&p| state.stale_epochs >= p) {

@@ -1,5 +1,5 @@
 //! What `--resume` needs: after every epoch the model's and optimizer's full training state
-//! is written under `state/`, then `state.json` names that epoch. Every file is written
+//! is written under `state/`, then `state.json` names that epoch and holds the configuration. Every file is written
 //! atomically and `state.json` last, so a run killed at any moment resumes from the last
 //! completed epoch.
 
@@ -11,6 +11,7 @@ use burn::tensor::{Bytes, Device};
 use model::Model;
 use serde::{Deserialize, Serialize};
 
+use super::TrainConfig;
 use super::run_dir::{EpochMetrics, RunDir};
 
 /// Progress of a run, saved as `state.json`.
@@ -29,6 +30,10 @@ pub struct TrainState {
     pub stopped_early: Option<String>,
     /// Metrics of every completed epoch.
     pub history: Vec<EpochMetrics>,
+    /// The configuration the saved epoch was trained with: what `--resume` continues from
+    /// (`config.toml` beside it is the readable copy). Absent in runs of older builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<TrainConfig>,
 }
 
 fn model_file(epoch: usize) -> String {
