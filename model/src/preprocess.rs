@@ -5,7 +5,7 @@ use std::io::Cursor;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use image::imageops::FilterType;
-use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage, RgbaImage};
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits, Rgb, RgbImage, RgbaImage};
 use serde::{Deserialize, Serialize};
 
 use crate::{IMAGE_SIZE, IMAGE_VALUES, ModelError};
@@ -205,15 +205,29 @@ impl std::str::FromStr for Framing {
 
 /// Turns any image into a CIFAR-10 record's pixels: [`square_view`] at 32 × 32, channel-major.
 pub fn to_cifar_pixels(image: &DynamicImage, framing: Framing) -> Vec<u8> {
-    let small = square_view(image, IMAGE_SIZE as u32, framing);
-    let plane = IMAGE_SIZE * IMAGE_SIZE;
-    let mut out = vec![0u8; IMAGE_VALUES];
-    for (i, pixel) in small.pixels().enumerate() {
+    channel_major(&square_view(image, IMAGE_SIZE as u32, framing))
+}
+
+/// An RGB picture's pixels in a CIFAR-10 record's layout: channel-major (every red value, row
+/// by row, then every green, then every blue). [`rgb_picture`] is the inverse.
+pub fn channel_major(image: &RgbImage) -> Vec<u8> {
+    let plane = (image.width() * image.height()) as usize;
+    let mut out = vec![0u8; 3 * plane];
+    for (i, pixel) in image.pixels().enumerate() {
         for c in 0..3 {
             out[c * plane + i] = pixel[c];
         }
     }
     out
+}
+
+/// The 32 × 32 RGB picture of a CIFAR-10 record's channel-major pixels.
+pub fn rgb_picture(pixels: &[u8]) -> RgbImage {
+    let (side, plane) = (IMAGE_SIZE as u32, IMAGE_SIZE * IMAGE_SIZE);
+    RgbImage::from_fn(side, side, |x, y| {
+        let i = (y * side + x) as usize;
+        Rgb([pixels[i], pixels[plane + i], pixels[2 * plane + i]])
+    })
 }
 
 /// What the networks see of an image, at `side × side`: transparency composited over white,
@@ -229,7 +243,7 @@ pub fn square_view(image: &DynamicImage, side: u32, framing: Framing) -> RgbImag
         }
         Framing::Pad => {
             let long = w.max(h).max(1);
-            let mut square = RgbImage::from_pixel(long, long, image::Rgb(PAD_COLOUR));
+            let mut square = RgbImage::from_pixel(long, long, Rgb(PAD_COLOUR));
             image::imageops::replace(
                 &mut square,
                 &rgb,
@@ -247,7 +261,7 @@ fn flatten_alpha(rgba: &RgbaImage) -> RgbImage {
     RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
         let p = rgba.get_pixel(x, y);
         let a = p[3] as u32;
-        image::Rgb([0, 1, 2].map(|c| ((p[c] as u32 * a + 255 * (255 - a) + 127) / 255) as u8))
+        Rgb([0, 1, 2].map(|c| ((p[c] as u32 * a + 255 * (255 - a) + 127) / 255) as u8))
     })
 }
 
@@ -278,6 +292,20 @@ mod tests {
     }
 
     #[test]
+    fn channel_major_pixels_and_pictures_convert_both_ways() {
+        let picture = RgbImage::from_fn(32, 32, |x, y| Rgb([x as u8, y as u8, (x * y) as u8]));
+        let pixels = channel_major(&picture);
+        assert_eq!(pixels.len(), IMAGE_VALUES);
+        // (5, 2): red 5 in the first plane, green 2 in the second, blue 10 in the third.
+        let at = 2 * 32 + 5;
+        assert_eq!(
+            [pixels[at], pixels[1024 + at], pixels[2048 + at]],
+            [5, 2, 10]
+        );
+        assert_eq!(rgb_picture(&pixels), picture);
+    }
+
+    #[test]
     fn resizes_crops_and_orders_channels() {
         // 64 × 40 image: left half red, right half blue; the centre crop is 40 × 40.
         let img = RgbaImage::from_fn(64, 40, |x, _| {
@@ -301,7 +329,7 @@ mod tests {
         let img = DynamicImage::ImageRgb8(RgbImage::from_fn(96, 32, |x, _| {
             let mut p = [0u8; 3];
             p[(x / 32) as usize] = 255;
-            image::Rgb(p)
+            Rgb(p)
         }));
         let crop = square_view(&img, 32, Framing::Crop);
         assert!(
@@ -327,7 +355,7 @@ mod tests {
         assert_eq!([at(0, 16, 2), at(1, 16, 2), at(2, 16, 2)], [255, 0, 0]);
         assert_eq!([at(0, 16, 29), at(1, 16, 29), at(2, 16, 29)], [0, 0, 255]);
         // A square picture is the same either way; the notes say what happened.
-        let square = DynamicImage::ImageRgb8(RgbImage::from_pixel(40, 40, image::Rgb([9, 8, 7])));
+        let square = DynamicImage::ImageRgb8(RgbImage::from_pixel(40, 40, Rgb([9, 8, 7])));
         assert_eq!(
             square_view(&square, 32, Framing::Pad),
             square_view(&square, 32, Framing::Crop)
@@ -348,16 +376,13 @@ mod tests {
 
     #[test]
     fn decodes_png_jpeg_and_16_bit_and_rejects_garbage() {
-        let img = DynamicImage::ImageRgb8(RgbImage::from_pixel(50, 30, image::Rgb([10, 200, 30])));
+        let img = DynamicImage::ImageRgb8(RgbImage::from_pixel(50, 30, Rgb([10, 200, 30])));
         for format in [ImageFormat::Png, ImageFormat::Jpeg, ImageFormat::Bmp] {
             let decoded = decode_image(&encode(&img, format)).unwrap();
             assert_eq!((decoded.width(), decoded.height()), (50, 30));
         }
-        let deep = DynamicImage::ImageRgb16(image::ImageBuffer::from_pixel(
-            5,
-            5,
-            image::Rgb([65535u16, 0, 0]),
-        ));
+        let deep =
+            DynamicImage::ImageRgb16(image::ImageBuffer::from_pixel(5, 5, Rgb([65535u16, 0, 0])));
         let px = to_cifar_pixels(
             &decode_image(&encode(&deep, ImageFormat::Png)).unwrap(),
             Framing::Crop,

@@ -2,6 +2,7 @@
 //! confusion matrix, and grids of captioned images and pictures.
 
 use anyhow::{Result, anyhow};
+use model::preprocess::rgb_picture;
 use plotters::prelude::*;
 
 use crate::metrics::Confusion;
@@ -197,10 +198,11 @@ pub fn image_grid(tiles: &[(&[u8], String)], title: &str) -> Result<Vec<u8>> {
         for (i, (pixels, caption)) in tiles.iter().enumerate() {
             let x0 = (i % cols) as i32 * tile_w + (tile_w - 32 * scale) / 2;
             let y0 = 50 + (i / cols) as i32 * tile_h;
+            let picture = rgb_picture(pixels);
             for y in 0..32 {
                 for x in 0..32 {
-                    let at = (y * 32 + x) as usize;
-                    let color = RGBColor(pixels[at], pixels[1024 + at], pixels[2048 + at]);
+                    let [r, g, b] = picture.get_pixel(x as u32, y as u32).0;
+                    let color = RGBColor(r, g, b);
                     let (px, py) = (x0 + x * scale, y0 + y * scale);
                     root.draw(&Rectangle::new(
                         [(px, py), (px + scale, py + scale)],

@@ -4,8 +4,9 @@
 use anyhow::{Result, ensure};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use image::{DynamicImage, RgbImage};
+use image::RgbImage;
 use model::cam::{CamMethod, argmax, explain, heat_color, overlay};
+use model::preprocess::{channel_major, rgb_picture};
 use model::{CLASSES, IMAGE_SIZE, Model, Normalization};
 
 use super::{gray_tile, to_bytes};
@@ -25,26 +26,6 @@ fn grid(tiles: &[(Vec<u8>, String)], title: &str) -> Result<Vec<u8>> {
         .map(|(t, c)| (t.as_slice(), c.clone()))
         .collect();
     image_grid(&refs, title)
-}
-
-/// RGB picture of channel-major CIFAR pixels.
-fn picture(pixels: &[u8]) -> RgbImage {
-    let side = IMAGE_SIZE as u32;
-    RgbImage::from_fn(side, side, |x, y| {
-        let i = (y * side + x) as usize;
-        image::Rgb([pixels[i], pixels[1024 + i], pixels[2048 + i]])
-    })
-}
-
-/// Channel-major pixels of an RGB 32 × 32 picture.
-fn planes(image: &RgbImage) -> Vec<u8> {
-    let mut out = vec![0u8; 3 * 1024];
-    for (i, p) in image.pixels().enumerate() {
-        for c in 0..3 {
-            out[c * 1024 + i] = p[c];
-        }
-    }
-    out
 }
 
 /// The first feature maps after every stage (conv blocks, pools, residual stages) for one
@@ -128,7 +109,10 @@ pub fn saliency_grid(
             .map(|&v| v as f32 / 255.0)
             .collect();
         tiles.push((pixels.to_vec(), format!("{} (true)", CLASSES[label])));
-        tiles.push((planes(&heat_image(&heat)), format!("→ {}", CLASSES[class])));
+        tiles.push((
+            channel_major(&heat_image(&heat)),
+            format!("→ {}", CLASSES[class]),
+        ));
     }
     grid(
         &tiles,
@@ -155,10 +139,10 @@ pub fn gradcam_grid(
     for &(pixels, label) in images {
         let input = normalization.tensor(pixels, device);
         let cam = explain(model, input, CamMethod::GradCam, None, None)?;
-        let blended = overlay(&picture(pixels), &cam.heat, 0.5);
+        let blended = overlay(&rgb_picture(pixels), &cam.heat, 0.5);
         tiles.push((pixels.to_vec(), format!("{} (true)", CLASSES[label])));
         tiles.push((
-            planes(&DynamicImage::ImageRgb8(blended).to_rgb8()),
+            channel_major(&blended),
             format!(
                 "→ {} {:.0}%",
                 CLASSES[cam.class],
