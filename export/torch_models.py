@@ -31,7 +31,7 @@ import sys
 import torch
 from torch import nn
 
-NUM_CLASSES = 10
+NUM_CLASSES = 10  # what a net config that names no "classes" predicts (CIFAR-10)
 IMAGE_SIZE = 32
 
 # Trainable parameters (weights, biases, batch-norm gamma/beta; no running statistics), as
@@ -166,7 +166,7 @@ class Cnn(nn.Module):
             width = units
         self.hidden = nn.ModuleList(hidden)
         self.dropout = nn.Dropout(config["classifier_dropout"])
-        self.output = nn.Linear(width, NUM_CLASSES)
+        self.output = nn.Linear(width, config.get("classes", NUM_CLASSES))
         self.act = ACTIVATIONS[activation]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -236,7 +236,7 @@ class ResNet(nn.Module):
             stages.append(nn.ModuleList(stage))
         self.stages = nn.ModuleList(stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(channels, NUM_CLASSES)
+        self.fc = nn.Linear(channels, config.get("classes", NUM_CLASSES))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.stem_bn(self.stem(x)))
@@ -288,7 +288,7 @@ class ResNet9(nn.Module):
         self.layer2 = Stage(2 * w, 4 * w, residual=False)
         self.layer3 = Stage(4 * w, 8 * w, residual=True)
         self.global_max = nn.MaxPool2d(4, stride=4)
-        self.fc = nn.Linear(8 * w, NUM_CLASSES, bias=False)
+        self.fc = nn.Linear(8 * w, config.get("classes", NUM_CLASSES), bias=False)
         self.logit_scale = config["logit_scale"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -118,6 +118,12 @@ impl Checkpoint {
         let header: Header = serde_json::from_value(value)
             .map_err(|e| ModelError::Checkpoint(format!("unreadable header: {e}")))?;
         header.model.validate()?;
+        let (names, predicted) = (header.info.classes.len(), header.model.classes());
+        if names != predicted {
+            return Err(ModelError::Checkpoint(format!(
+                "the header names {names} classes but its network predicts {predicted}"
+            )));
+        }
         Ok((header.model, header.info))
     }
 

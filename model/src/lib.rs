@@ -37,8 +37,11 @@ pub const CLASSES: [&str; 10] = [
     "truck",
 ];
 
-/// Number of classes every network predicts.
+/// Number of CIFAR-10 classes: what a network predicts unless its data has other classes.
 pub const NUM_CLASSES: usize = CLASSES.len();
+
+/// Most classes a network may predict (a CIFAR-format record's label is one byte).
+pub const MAX_CLASSES: usize = 256;
 
 /// Side of the square CIFAR-10 images, in pixels.
 pub const IMAGE_SIZE: usize = 32;

@@ -11,7 +11,7 @@ use crate::zoo::mlp::{Mlp, MlpConfig};
 use crate::zoo::resnet::{ResNet, ResNetConfig};
 use crate::zoo::resnet9::{ResNet9, ResNet9Config};
 use crate::zoo::wide_resnet::{WideResNet, WideResNetConfig};
-use crate::{Activation, ModelError};
+use crate::{Activation, MAX_CLASSES, ModelError, NUM_CLASSES};
 
 /// The registered model names with a one-line description, in the order `trainer models`
 /// lists them. `resnet<6n+2>` and `wrn-<depth>-<width>` accept other depths and widths too.
@@ -82,22 +82,34 @@ pub const FC_PRESETS: [(&str, &[usize]); 4] = [
 
 /// Options that change a registered model, where the seeds made them selectable. Unset
 /// options keep the model's defaults; setting one the model does not have is an error.
+///
+/// With the `clap` feature it is also the command line's group of these options (the
+/// trainer's `--activation`, `--dropout`, …), and its keys are the flags' names
+/// (`batch-norm`).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ModelOptions {
-    /// Activation function (`mlp`, the plain CNNs).
+    /// Activation function: relu, leaky-relu, sigmoid, tanh, swish, mish, selu, gelu
+    /// (mlp and the plain CNNs).
+    #[cfg_attr(feature = "clap", arg(long))]
     pub activation: Option<Activation>,
-    /// Dropout probability (`mlp`, plain CNNs, `wrn-*`).
+    /// Dropout probability (mlp, plain CNNs, wrn-*).
+    #[cfg_attr(feature = "clap", arg(long))]
     pub dropout: Option<f64>,
-    /// Hidden width (`mlp`).
+    /// Hidden width of the MLP.
+    #[cfg_attr(feature = "clap", arg(long))]
     pub hidden: Option<usize>,
-    /// Convolution widths: a preset name or a comma-separated list (`configurable-cnn`,
-    /// `tiny-cnn`).
+    /// Convolution widths: small, medium, large, wide, deep, or a list like 32,64
+    /// (configurable-cnn, tiny-cnn).
+    #[cfg_attr(feature = "clap", arg(long))]
     pub filters: Option<String>,
-    /// Classifier hidden widths: a preset name, `none`, or a comma-separated list
-    /// (`configurable-cnn`, `vgg11`, `vgg11-bn`).
+    /// Classifier hidden widths: default, simplified, complex, none, or a list like 512,512
+    /// (configurable-cnn, vgg11, vgg11-bn).
+    #[cfg_attr(feature = "clap", arg(long))]
     pub fc: Option<String>,
-    /// Batch norm after each convolution (`configurable-cnn`).
+    /// Batch norm after each convolution: true or false (configurable-cnn).
+    #[cfg_attr(feature = "clap", arg(long))]
     pub batch_norm: Option<bool>,
 }
 
@@ -182,8 +194,38 @@ impl ModelConfig {
         Ok(config)
     }
 
+    /// Number of classes the network predicts.
+    pub fn classes(&self) -> usize {
+        match &self.net {
+            NetConfig::Mlp(c) => c.classes,
+            NetConfig::Cnn(c) => c.classes,
+            NetConfig::Resnet(c) => c.classes,
+            NetConfig::WideResnet(c) => c.classes,
+            NetConfig::Resnet9(c) => c.classes,
+        }
+    }
+
+    /// The same network predicting `classes` classes (the class count follows the data).
+    pub fn with_classes(mut self, classes: usize) -> Result<Self, ModelError> {
+        match &mut self.net {
+            NetConfig::Mlp(c) => c.classes = classes,
+            NetConfig::Cnn(c) => c.classes = classes,
+            NetConfig::Resnet(c) => c.classes = classes,
+            NetConfig::WideResnet(c) => c.classes = classes,
+            NetConfig::Resnet9(c) => c.classes = classes,
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
     /// Checks that the architecture can be built.
     pub fn validate(&self) -> Result<(), ModelError> {
+        let classes = self.classes();
+        if !(2..=MAX_CLASSES).contains(&classes) {
+            return Err(ModelError::BadOption(format!(
+                "a network predicts 2 to {MAX_CLASSES} classes, not {classes}"
+            )));
+        }
         match &self.net {
             NetConfig::Cnn(c) => c.validate(),
             NetConfig::WideResnet(c) => c.validate(),
@@ -236,6 +278,7 @@ fn plain_cnn(layers: Vec<LayerSpec>, batch_norm: bool, classifier: Vec<usize>) -
         classifier,
         classifier_batch_norm: false,
         classifier_dropout: 0.0,
+        classes: NUM_CLASSES,
     }
 }
 
@@ -282,6 +325,7 @@ fn build_net(name: &str, o: &ModelOptions) -> Result<NetConfig, ModelError> {
                 hidden: o.hidden.unwrap_or(d.hidden),
                 activation: o.activation.unwrap_or(d.activation),
                 dropout: o.dropout.unwrap_or(d.dropout),
+                classes: NUM_CLASSES,
             })
         }
         "tiny-cnn" => {
@@ -379,6 +423,7 @@ fn parametric(name: &str, o: &ModelOptions) -> Result<NetConfig, ModelError> {
                 depth,
                 widen,
                 dropout,
+                classes: NUM_CLASSES,
             }));
         }
     }

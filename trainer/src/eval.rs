@@ -8,7 +8,7 @@ use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::Device;
 use burn::tensor::activation::softmax;
-use model::{CLASSES, Model, NUM_CLASSES, Normalization};
+use model::{Model, Normalization};
 use serde::Serialize;
 
 use crate::data::CifarSet;
@@ -41,6 +41,8 @@ pub struct Evaluation {
     pub mistakes: Vec<Mistake>,
     /// Inference throughput, images per second.
     pub images_per_sec: f64,
+    /// The class names, in label order.
+    pub classes: Vec<String>,
 }
 
 impl Evaluation {
@@ -51,7 +53,9 @@ impl Evaluation {
 
     /// Images classified correctly.
     pub fn correct(&self) -> usize {
-        (0..NUM_CLASSES).map(|c| self.confusion[c][c]).sum()
+        (0..self.confusion.len())
+            .map(|c| self.confusion[c][c])
+            .sum()
     }
 
     /// Fraction classified correctly.
@@ -65,8 +69,10 @@ impl Evaluation {
     }
 
     /// Per class: `(correct, total)`.
-    pub fn per_class(&self) -> [(usize, usize); NUM_CLASSES] {
-        std::array::from_fn(|c| (self.confusion[c][c], self.confusion[c].iter().sum()))
+    pub fn per_class(&self) -> Vec<(usize, usize)> {
+        (0..self.confusion.len())
+            .map(|c| (self.confusion[c][c], self.confusion[c].iter().sum()))
+            .collect()
     }
 }
 
@@ -79,11 +85,18 @@ pub fn evaluate(
     batch_size: usize,
 ) -> Result<Evaluation> {
     ensure!(!set.is_empty(), "cannot evaluate on an empty set");
+    let classes = set.classes.len();
+    ensure!(
+        model.config().classes() == classes,
+        "the network predicts {} classes but the data has {classes} ({})",
+        model.config().classes(),
+        set.classes.join(", ")
+    );
     let model = model.valid();
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let start = Instant::now();
     let mut loss_sum = 0f64;
-    let mut confusion = [[0usize; NUM_CLASSES]; NUM_CLASSES];
+    let mut confusion = vec![vec![0usize; classes]; classes];
     let mut top_k = [0usize; 5];
     let mut mistakes = Vec::new();
     let mut index = 0;
@@ -105,10 +118,9 @@ pub fn evaluate(
             .into_data()
             .convert::<f32>()
             .try_to_vec::<f32>()?;
-        for (p, &label) in probs.chunks_exact(NUM_CLASSES).zip(&labels) {
+        for (p, &label) in probs.chunks_exact(classes).zip(&labels) {
             let label = label as usize;
-            let predicted =
-                (0..NUM_CLASSES).fold(0, |best, c| if p[c] > p[best] { c } else { best });
+            let predicted = (0..classes).fold(0, |best, c| if p[c] > p[best] { c } else { best });
             confusion[label][predicted] += 1;
             for (k, hits) in top_k.iter_mut().enumerate() {
                 *hits += usize::from(in_top_k(p, label, k + 1));
@@ -130,13 +142,25 @@ pub fn evaluate(
         top_k,
         mistakes,
         images_per_sec: index as f64 / start.elapsed().as_secs_f64(),
+        classes: set.classes.clone(),
     })
+}
+
+/// Fails unless `set` has the classes of the checkpoint (`names`, in label order).
+pub fn check_classes(names: &[String], set: &CifarSet) -> Result<()> {
+    ensure!(
+        names == set.classes.as_slice(),
+        "the checkpoint classifies [{}] but the data has the classes [{}]",
+        names.join(", "),
+        set.classes.join(", ")
+    );
+    Ok(())
 }
 
 /// A table of per-class accuracy.
 pub fn per_class_table(result: &Evaluation) -> String {
     let mut out = format!("{:<12} {:>9} {:>13}\n", "class", "accuracy", "correct");
-    for (class, (correct, total)) in CLASSES.iter().zip(result.per_class()) {
+    for (class, (correct, total)) in result.classes.iter().zip(result.per_class()) {
         let acc = 100.0 * correct as f64 / total.max(1) as f64;
         out.push_str(&format!(
             "{class:<12} {acc:>8.2}% {:>13}\n",

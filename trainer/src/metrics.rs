@@ -1,11 +1,10 @@
 //! Classification metrics from a confusion matrix: per-class precision, recall, F1 and
 //! support with macro and weighted averages, and the most confused class pairs.
 
-use model::NUM_CLASSES;
 use serde::{Deserialize, Serialize};
 
-/// Counts of (true class, predicted class): `matrix[t][p]`.
-pub type Confusion = [[usize; NUM_CLASSES]; NUM_CLASSES];
+/// Counts of (true class, predicted class): `matrix[t][p]`, one row and column per class.
+pub type Confusion = Vec<Vec<usize>>;
 
 /// Precision, recall, F1 and support of one class (or an average of them).
 #[derive(Serialize, Clone, Copy, Debug, Default, PartialEq)]
@@ -37,7 +36,7 @@ fn ratio(a: usize, b: usize) -> f64 {
 
 /// The per-class report of a confusion matrix.
 pub fn class_report(confusion: &Confusion) -> ClassReport {
-    let classes: Vec<ClassScores> = (0..NUM_CLASSES)
+    let classes: Vec<ClassScores> = (0..confusion.len())
         .map(|c| {
             let hits = confusion[c][c];
             let support: usize = confusion[c].iter().sum();
@@ -82,8 +81,9 @@ pub fn class_report(confusion: &Confusion) -> ClassReport {
 
 /// The `n` most frequent mistakes as `(true class, predicted class, count)`, most first.
 pub fn most_confused(confusion: &Confusion, n: usize) -> Vec<(usize, usize, usize)> {
-    let mut pairs: Vec<(usize, usize, usize)> = (0..NUM_CLASSES)
-        .flat_map(|t| (0..NUM_CLASSES).map(move |p| (t, p)))
+    let classes = confusion.len();
+    let mut pairs: Vec<(usize, usize, usize)> = (0..classes)
+        .flat_map(|t| (0..classes).map(move |p| (t, p)))
         .filter(|&(t, p)| t != p && confusion[t][p] > 0)
         .map(|(t, p)| (t, p, confusion[t][p]))
         .collect();
@@ -112,7 +112,7 @@ mod tests {
     fn fixture() -> Confusion {
         let truth = [0, 0, 0, 0, 1, 1, 1, 2, 2, 2];
         let predicted = [0, 0, 1, 2, 1, 1, 0, 2, 2, 1];
-        let mut m = [[0; NUM_CLASSES]; NUM_CLASSES];
+        let mut m = vec![vec![0; 10]; 10];
         for (t, p) in truth.into_iter().zip(predicted) {
             m[t][p] += 1;
         }

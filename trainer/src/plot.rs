@@ -121,7 +121,9 @@ pub fn road_curves(
 /// predicted class).
 pub fn confusion(matrix: &Confusion, classes: &[&str]) -> Result<Vec<u8>> {
     let n = classes.len();
-    let (cell, left, top) = (64i32, 120i32, 90i32);
+    // Ten classes get 64-pixel cells; more classes share the same width.
+    let cell = (640 / n.max(10) as i32).max(6);
+    let (left, top) = (120i32, 90i32);
     let size = (
         (left + cell * n as i32 + 20) as u32,
         (top + cell * n as i32 + 110) as u32,

@@ -13,6 +13,7 @@ use common::{sample, temp};
 use model::{Checkpoint, IMAGE_VALUES};
 use pytorch_logits::assert_pytorchs_logits;
 use serde_json::Value;
+use trainer::args::CheckpointArg;
 use trainer::cmd::export::{ExportArgs, ExportFormat, run};
 use trainer::cmd::import::{self, ImportArgs};
 use trainer::data::CifarSet;
@@ -59,7 +60,9 @@ fn shipped_weights_export_to_the_pytorch_twins() {
     for name in ["tiny-cnn", "basic-cnn", "resnet20"] {
         let weights = root().join("weights").join(format!("{name}.safetensors"));
         let out = run(&ExportArgs {
-            checkpoint: weights.clone(),
+            checkpoint: CheckpointArg {
+                checkpoint: weights.clone(),
+            },
             format: ExportFormat::Pytorch,
             out: Some(dir.join(format!("{name}.safetensors"))),
         })
@@ -87,7 +90,9 @@ fn shipped_weights_export_to_the_pytorch_twins() {
     let err = format!(
         "{:#}",
         run(&ExportArgs {
-            checkpoint: root().join("data/sample/test_batch.bin"),
+            checkpoint: CheckpointArg {
+                checkpoint: root().join("data/sample/test_batch.bin"),
+            },
             format: ExportFormat::Pytorch,
             out: Some(dir.join("x.safetensors")),
         })
@@ -103,7 +108,9 @@ fn exported_state_dicts_import_back_and_wrong_ones_are_refused_with_the_list() {
     for name in ["tiny-cnn", "resnet20"] {
         let weights = root().join("weights").join(format!("{name}.safetensors"));
         let exported = run(&ExportArgs {
-            checkpoint: weights.clone(),
+            checkpoint: CheckpointArg {
+                checkpoint: weights.clone(),
+            },
             format: ExportFormat::Pytorch,
             out: Some(dir.join(format!("{name}.pt.safetensors"))),
         })
@@ -133,7 +140,9 @@ fn exported_state_dicts_import_back_and_wrong_ones_are_refused_with_the_list() {
     }
     // basic-cnn's state dict is not resnet20's: every difference is named.
     let basic = run(&ExportArgs {
-        checkpoint: root().join("weights/basic-cnn.safetensors"),
+        checkpoint: CheckpointArg {
+            checkpoint: root().join("weights/basic-cnn.safetensors"),
+        },
         format: ExportFormat::Pytorch,
         out: Some(dir.join("basic.pt.safetensors")),
     })

@@ -7,8 +7,13 @@ use std::path::Path;
 
 use common::{sample, temp};
 use image::{ImageFormat, RgbImage};
-use model::{CLASSES, IMAGE_VALUES};
+use model::preprocess::{Framing, rgb_picture};
+use model::{CLASSES, Checkpoint, IMAGE_VALUES};
+use trainer::args::{BackendArg, CheckpointArg, DataArg, OutputArg};
+use trainer::backend::Backend;
 use trainer::cmd::data::{DataInfoArgs, info};
+use trainer::cmd::eval::EvalArgs;
+use trainer::cmd::predict::{self, PredictArgs};
 use trainer::data::folder::{cached_batches, is_image_folder};
 use trainer::data::{CifarSet, locate};
 use trainer::train::{self, TrainArgs};
@@ -167,11 +172,132 @@ fn an_image_folder_is_read_once_cached_checked_and_trained_on() {
     let (cache, _) = cached_batches(&root, false).unwrap();
     assert!(CifarSet::val(&cache).unwrap().is_none());
 
-    // Folders that are not CIFAR-10's classes are refused with the reason.
+    // train/ and test/ must have the same class folders.
     std::fs::rename(root.join("train/cat"), root.join("train/kitten")).unwrap();
     let err = format!("{:#}", cached_batches(&root, false).unwrap_err());
     assert!(
-        err.contains("kitten") && err.contains("ten classes"),
+        err.contains("kitten") && err.contains("same classes"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// Writes image `i` of `set` as a 32 × 32 PNG `dir/<name>/<i>.png`.
+fn save_as(set: &CifarSet, i: usize, dir: &Path, name: &str) {
+    std::fs::create_dir_all(dir.join(name)).unwrap();
+    rgb_picture(set.image(i))
+        .save_with_format(dir.join(name).join(format!("{i:04}.png")), ImageFormat::Png)
+        .unwrap();
+}
+
+#[test]
+fn a_folder_of_other_classes_trains_a_network_that_names_them() {
+    // Three classes of the sample under other names: cats, dogs and ships become kitty, puppy
+    // and boat (so the folders' sorted order, boat-kitty-puppy, is not CIFAR-10's).
+    let renamed = [(3u8, "kitty"), (5, "puppy"), (8, "boat")];
+    let root = temp("other-classes");
+    for (split, set) in [
+        ("train", CifarSet::train(&sample()).unwrap()),
+        ("test", CifarSet::test(&sample()).unwrap()),
+    ] {
+        for i in 0..set.len() {
+            if let Some((_, name)) = renamed.iter().find(|(l, _)| *l == set.labels[i]) {
+                save_as(&set, i, &root.join(split), name);
+            }
+        }
+    }
+    let names = ["boat", "kitty", "puppy"].map(String::from).to_vec();
+    let (cache, info) = cached_batches(&root, true).unwrap();
+    assert_eq!(info.classes, names);
+    let test = CifarSet::test(&cache).unwrap();
+    assert_eq!(test.classes, names);
+    assert!(
+        test.labels.iter().all(|&l| l < 3) && test.len() > 30,
+        "{}",
+        test.len()
+    );
+    assert!(
+        info_report(&root).contains("3 classes"),
+        "{}",
+        info_report(&root)
+    );
+
+    // Trained on it, the network has three outputs, and the checkpoint names the classes.
+    let runs = root.join("runs");
+    let job = TrainArgs::parse_job(&[
+        "--model",
+        "tiny-cnn",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--backend",
+        "flex",
+        "--data-dir",
+        root.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ])
+    .unwrap();
+    let outcome = train::run(&job).unwrap();
+    assert_eq!(outcome.test.total(), test.len());
+    assert_eq!(outcome.test.classes, names);
+    assert_eq!(outcome.test.confusion.len(), 3);
+    // Better than always answering the largest class (chance is about a third).
+    let largest = outcome.test.per_class().iter().map(|c| c.1).max().unwrap();
+    assert!(
+        outcome.test.correct() > largest,
+        "{} correct of {}",
+        outcome.test.correct(),
+        test.len()
+    );
+    let checkpoint = outcome.run_dir.join("best.safetensors");
+    let (config, stored) = Checkpoint::read_header(&std::fs::read(&checkpoint).unwrap()).unwrap();
+    assert_eq!((config.classes(), &stored.classes), (3, &names));
+
+    // Predictions rank the folder's three classes, by their names.
+    let ship = (0..test.len()).find(|&i| test.labels[i] == 0).unwrap();
+    let photo = root.join("ship.png");
+    rgb_picture(test.image(ship)).save(&photo).unwrap();
+    let predicted = predict::run(&PredictArgs {
+        checkpoint: CheckpointArg {
+            checkpoint: checkpoint.clone(),
+        },
+        images: vec![photo],
+        framing: Framing::Crop,
+        top: 5,
+        backend: BackendArg {
+            backend: Backend::Flex,
+        },
+    })
+    .unwrap();
+    let mut ranked: Vec<&str> = predicted[0].top.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(ranked.len(), 3, "{ranked:?}");
+    ranked.sort();
+    assert_eq!(ranked, ["boat", "kitty", "puppy"]);
+
+    // A CIFAR-10 network cannot be evaluated on these classes: the error says why.
+    let err = format!(
+        "{:#}",
+        trainer::cmd::eval::run(&EvalArgs {
+            checkpoint: CheckpointArg {
+                checkpoint: sample().join("../../weights/tiny-cnn.safetensors"),
+            },
+            data: DataArg {
+                data_dir: Some(root.clone()),
+            },
+            backend: BackendArg {
+                backend: Backend::Flex,
+            },
+            batch_size: 64,
+            out: OutputArg {
+                out: Some(root.join("eval")),
+            },
+        })
+        .unwrap_err()
+    );
+    assert!(
+        err.contains("classifies [airplane") && err.contains("[boat, kitty, puppy]"),
         "{err}"
     );
     std::fs::remove_dir_all(&root).unwrap();

@@ -15,6 +15,7 @@ use model::{Activation, Checkpoint, CheckpointInfo, IMAGE_VALUES, ModelConfig, N
 use safetensors::SafeTensors;
 use safetensors::tensor::TensorView;
 use serde_json::Value;
+use trainer::args::CheckpointArg;
 use trainer::cmd::export::{ExportArgs, ExportFormat, run};
 use trainer::data::CifarSet;
 
@@ -151,7 +152,9 @@ fn exported_models_run_in_onnx_runtime_with_burns_logits() {
     let device = Device::flex();
     for path in &checkpoints {
         let out = run(&ExportArgs {
-            checkpoint: path.clone(),
+            checkpoint: CheckpointArg {
+                checkpoint: path.clone(),
+            },
             format: ExportFormat::Onnx,
             out: Some(dir.join("model.onnx")),
         })

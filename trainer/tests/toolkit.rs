@@ -184,7 +184,7 @@ fn config_files_presets_and_flags_combine_in_that_order() {
     // through the run folder's config.toml.
     for (name, _) in PRESETS {
         let args = parse(&["--preset", name]).unwrap().config;
-        model::ModelConfig::from_name(&args.model.model, &args.model.options()).unwrap();
+        model::ModelConfig::from_name(&args.model.model, &args.model.options).unwrap();
         std::fs::write(&file, args.to_toml().unwrap()).unwrap();
         let again = parse(&["--config", f]).unwrap().config;
         assert_eq!(again, args, "{name}");

@@ -166,6 +166,7 @@ fn training_on_the_sample_lowers_the_loss_and_the_run_can_be_evaluated_and_used(
     let single = CifarSet {
         pixels: test.image(2).to_vec(),
         labels: vec![test.labels[2]],
+        classes: test.classes.clone(),
     };
     let checkpoint = model::Checkpoint::from_bytes(
         &std::fs::read(run.join("best.safetensors")).unwrap(),

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{Staged, flatten};
 use crate::layers::{ConvBlock, max_pool2};
 use crate::onnx::{Emit, Graph, join};
-use crate::{Activation, IMAGE_SIZE, ModelError, NUM_CLASSES};
+use crate::{Activation, IMAGE_SIZE, ModelError};
 
 /// One layer of the feature extractor.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
@@ -41,6 +41,13 @@ pub struct CnnConfig {
     pub classifier_batch_norm: bool,
     /// Dropout after every hidden fully connected activation.
     pub classifier_dropout: f64,
+    /// Number of classes it predicts (CIFAR-10's 10 unless the data has others; absent from
+    /// the configurations of 10-class networks).
+    #[serde(
+        default = "super::cifar10_classes",
+        skip_serializing_if = "super::is_cifar10_classes"
+    )]
+    pub classes: usize,
 }
 
 impl CnnConfig {
@@ -128,7 +135,7 @@ impl CnnConfig {
             names: stage_names(&self.layers),
             hidden,
             dropout: DropoutConfig::new(self.classifier_dropout).init(),
-            output: LinearConfig::new(width, NUM_CLASSES).init(device),
+            output: LinearConfig::new(width, self.classes).init(device),
             activation: self.activation,
         }
     }

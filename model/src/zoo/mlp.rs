@@ -19,6 +19,13 @@ pub struct MlpConfig {
     pub activation: Activation,
     /// Dropout probability after each hidden activation.
     pub dropout: f64,
+    /// Number of classes it predicts (CIFAR-10's 10 unless the data has others; absent from
+    /// the configurations of 10-class networks).
+    #[serde(
+        default = "super::cifar10_classes",
+        skip_serializing_if = "super::is_cifar10_classes"
+    )]
+    pub classes: usize,
 }
 
 impl Default for MlpConfig {
@@ -27,6 +34,7 @@ impl Default for MlpConfig {
             hidden: 512,
             activation: Activation::Relu,
             dropout: 0.0,
+            classes: NUM_CLASSES,
         }
     }
 }
@@ -37,7 +45,7 @@ impl MlpConfig {
         Mlp {
             fc1: LinearConfig::new(IMAGE_VALUES, self.hidden).init(device),
             fc2: LinearConfig::new(self.hidden, self.hidden).init(device),
-            fc3: LinearConfig::new(self.hidden, NUM_CLASSES).init(device),
+            fc3: LinearConfig::new(self.hidden, self.classes).init(device),
             dropout: DropoutConfig::new(self.dropout).init(),
             activation: self.activation,
         }

@@ -10,6 +10,18 @@ pub mod wide_resnet;
 
 use burn::tensor::Tensor;
 
+use crate::NUM_CLASSES;
+
+/// A network configuration's class count when it does not say: CIFAR-10's (serde default).
+pub(crate) fn cifar10_classes() -> usize {
+    NUM_CLASSES
+}
+
+/// Whether a class count is CIFAR-10's, which configurations leave unwritten.
+pub(crate) fn is_cifar10_classes(classes: &usize) -> bool {
+    *classes == NUM_CLASSES
+}
+
 /// A network seen as `head(stage_n(… stage_1(x)))`.
 pub trait Staged {
     /// The names of the stages, in order. Empty for networks without spatial stages (MLP).

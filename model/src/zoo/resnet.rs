@@ -12,9 +12,9 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::{Staged, flatten};
+use crate::ModelError;
 use crate::layers::{batch_norm, conv};
 use crate::onnx::{Emit, Graph, join};
-use crate::{ModelError, NUM_CLASSES};
 
 /// Configuration of [`ResNet`].
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -26,6 +26,13 @@ pub struct ResNetConfig {
     pub blocks: Vec<usize>,
     /// Bottleneck blocks (1×1, 3×3, 1×1, expansion 4) instead of basic blocks (two 3×3).
     pub bottleneck: bool,
+    /// Number of classes it predicts (CIFAR-10's 10 unless the data has others; absent from
+    /// the configurations of 10-class networks).
+    #[serde(
+        default = "super::cifar10_classes",
+        skip_serializing_if = "super::is_cifar10_classes"
+    )]
+    pub classes: usize,
 }
 
 impl ResNetConfig {
@@ -41,6 +48,7 @@ impl ResNetConfig {
             widths: vec![16, 32, 64],
             blocks: vec![n; 3],
             bottleneck: false,
+            classes: super::cifar10_classes(),
         })
     }
 
@@ -62,6 +70,7 @@ impl ResNetConfig {
             widths: vec![64, 128, 256, 512],
             blocks,
             bottleneck,
+            classes: super::cifar10_classes(),
         })
     }
 
@@ -92,7 +101,7 @@ impl ResNetConfig {
             stem_bn: batch_norm(self.widths[0], device),
             stages,
             pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
-            fc: LinearConfig::new(channels, NUM_CLASSES).init(device),
+            fc: LinearConfig::new(channels, self.classes).init(device),
         }
     }
 }

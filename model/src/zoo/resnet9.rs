@@ -21,6 +21,13 @@ pub struct ResNet9Config {
     pub width: usize,
     /// Factor applied to the logits (0.125 in the original).
     pub logit_scale: f64,
+    /// Number of classes it predicts (CIFAR-10's 10 unless the data has others; absent from
+    /// the configurations of 10-class networks).
+    #[serde(
+        default = "super::cifar10_classes",
+        skip_serializing_if = "super::is_cifar10_classes"
+    )]
+    pub classes: usize,
 }
 
 impl Default for ResNet9Config {
@@ -28,6 +35,7 @@ impl Default for ResNet9Config {
         Self {
             width: 64,
             logit_scale: 0.125,
+            classes: NUM_CLASSES,
         }
     }
 }
@@ -49,7 +57,7 @@ impl ResNet9Config {
                 Some([block(8 * w, 8 * w), block(8 * w, 8 * w)]),
             ),
             global_max: MaxPool2dConfig::new([4, 4]).init(),
-            fc: LinearConfig::new(8 * w, NUM_CLASSES)
+            fc: LinearConfig::new(8 * w, self.classes)
                 .with_bias(false)
                 .init(device),
             logit_scale: self.logit_scale,

@@ -11,9 +11,9 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::{Staged, flatten};
+use crate::ModelError;
 use crate::layers::{batch_norm, conv};
 use crate::onnx::{Emit, Graph, join};
-use crate::{ModelError, NUM_CLASSES};
 
 /// Configuration of [`WideResNet`]: WRN-`depth`-`widen`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -25,6 +25,13 @@ pub struct WideResNetConfig {
     pub widen: usize,
     /// Dropout probability inside each block.
     pub dropout: f64,
+    /// Number of classes it predicts (CIFAR-10's 10 unless the data has others; absent from
+    /// the configurations of 10-class networks).
+    #[serde(
+        default = "super::cifar10_classes",
+        skip_serializing_if = "super::is_cifar10_classes"
+    )]
+    pub classes: usize,
 }
 
 impl WideResNetConfig {
@@ -72,7 +79,7 @@ impl WideResNetConfig {
             stages,
             bn: batch_norm(channels, device),
             pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
-            fc: LinearConfig::new(channels, NUM_CLASSES).init(device),
+            fc: LinearConfig::new(channels, self.classes).init(device),
         }
     }
 }

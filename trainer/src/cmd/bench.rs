@@ -16,10 +16,11 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 
-use crate::backend::{self, Backend};
+use crate::args::{BackendArg, DataArg};
+use crate::backend::Backend;
+use crate::data::CifarSet;
 use crate::data::augment::Augment;
 use crate::data::batcher::{Batch, BatchPlan, batches};
-use crate::data::{CifarSet, locate};
 use crate::train::init_model;
 use crate::train::loss::Objective;
 use crate::train::optim::{self, OptimizerKind, OptimizerSpec};
@@ -34,9 +35,8 @@ pub struct BenchArgs {
         default_value = "tiny-cnn,basic-cnn,resnet20,resnet9"
     )]
     pub models: Vec<String>,
-    /// Compute backend.
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
-    pub backend: Backend,
+    #[command(flatten)]
+    pub backend: BackendArg,
     /// Images per training step.
     #[arg(short, long, default_value_t = 128)]
     pub batch_size: usize,
@@ -56,9 +56,8 @@ pub struct BenchArgs {
     /// 5e-4) or Adam (lr 1e-3), as in `bench/pytorch_reference.py`.
     #[arg(long, value_enum, default_value_t = OptimizerKind::Sgd)]
     pub optimizer: OptimizerKind,
-    /// Folder of the CIFAR-10 binary batches [default: $CIFAR10_DIR, then data/cifar-10-batches-bin].
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataArg,
     /// Where the results go as CSV.
     #[arg(long, default_value = "bench.csv")]
     pub csv: PathBuf,
@@ -205,7 +204,7 @@ pub fn run(args: &BenchArgs) -> Result<Vec<BenchRow>> {
         .map(|name| ModelConfig::from_name(name, &ModelOptions::default()))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let data_dir = locate::find(args.data_dir.as_deref())?;
+    let data_dir = args.data.locate()?;
     let read_start = Instant::now();
     let train = Arc::new(CifarSet::train(&data_dir)?);
     let read_seconds = read_start.elapsed().as_secs_f64();
@@ -217,7 +216,7 @@ pub fn run(args: &BenchArgs) -> Result<Vec<BenchRow>> {
         args.batch_size
     );
     let normalization = Normalization::measure(&train.pixels);
-    let selected = backend::select(args.backend)?;
+    let selected = args.backend.select()?;
     let mut common = Common {
         backend: selected.backend.to_string(),
         threads: rayon::current_num_threads(),

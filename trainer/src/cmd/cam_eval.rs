@@ -19,20 +19,18 @@ use rand::rngs::StdRng;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::backend::Backend;
+use crate::args::{BackendArg, CheckpointArg, DataArg, OutputArg};
 use crate::cmd::ship::{read_manifest, write_manifest};
-use crate::data::{CifarSet, locate};
+use crate::data::CifarSet;
 use crate::faithfulness::{Faithfulness, MapScores, PERCENTILES, score_maps};
 use crate::io::write_atomic;
-use crate::io::{checkpoint_path, load_checkpoint, output_dir};
 use crate::plot::road_curves;
 
 /// Options of `trainer cam-eval`.
 #[derive(Args, Debug)]
 pub struct CamEvalArgs {
-    /// Checkpoint file, or a run folder (uses its best.safetensors).
-    #[arg(short, long)]
-    pub checkpoint: PathBuf,
+    #[command(flatten)]
+    pub checkpoint: CheckpointArg,
     /// Methods to compare, comma-separated (gradcam, hirescam, gradcam++, xgradcam, layercam,
     /// eigencam, scorecam) [default: all].
     #[arg(long, value_delimiter = ',')]
@@ -40,19 +38,15 @@ pub struct CamEvalArgs {
     /// How many test images (the first ones of the test set).
     #[arg(long, default_value_t = 100)]
     pub images: usize,
-    /// Folder of the CIFAR-10 binary batches [default: $CIFAR10_DIR, then data/cifar-10-batches-bin].
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataArg,
     /// Seed of ROAD's imputation noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Compute backend.
-    #[arg(long, value_enum, default_value_t = Backend::Flex)]
-    pub backend: Backend,
-    /// Where cam-eval.csv, cam-eval.json and cam-eval.png go [default: a `cam-eval` folder
-    /// beside the checkpoint].
-    #[arg(long)]
-    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub backend: BackendArg,
+    #[command(flatten)]
+    pub out: OutputArg,
     /// Record the most faithful method in the manifest entry of the shipped model NAME (the
     /// checkpoint must be that model's file, byte for byte).
     #[arg(long, value_name = "NAME")]
@@ -94,19 +88,19 @@ pub fn run(args: &CamEvalArgs) -> Result<CamEval> {
     };
     ensure!(args.images > 0, "--images must be at least 1");
     // A record must describe the shipped file: checked before the long measurement.
-    let checkpoint_bytes = std::fs::read(checkpoint_path(&args.checkpoint))
-        .with_context(|| format!("cannot read {}", args.checkpoint.display()))?;
+    let checkpoint_bytes = std::fs::read(args.checkpoint.path())
+        .with_context(|| format!("cannot read {}", args.checkpoint.checkpoint.display()))?;
     if let Some(name) = &args.record {
         recorded_entry(args, name, &checkpoint_bytes)?;
     }
-    let (checkpoint, device) = load_checkpoint(&args.checkpoint, args.backend)?;
+    let (checkpoint, device) = args.checkpoint.load(args.backend)?;
     let model = checkpoint.model.valid();
     ensure!(
         model.cam_layer().is_some(),
         "`{}` has no convolutional layer to explain",
         model.config().name
     );
-    let dir = locate::find(args.data_dir.as_deref())?;
+    let dir = args.data.locate()?;
     let test = CifarSet::test(&dir)?;
     let images = args.images.min(test.len());
     let normalization = checkpoint.info.normalization;
@@ -145,7 +139,7 @@ pub fn run(args: &CamEvalArgs) -> Result<CamEval> {
         })
         .collect();
     ranking.sort_by(|a, b| b.faithfulness.road().total_cmp(&a.faithfulness.road()));
-    let out = output_dir(args.out.as_deref(), &args.checkpoint, "cam-eval");
+    let out = args.checkpoint.output_dir(&args.out, "cam-eval");
     let result = CamEval {
         model: model.config().name.clone(),
         ranking,
@@ -204,7 +198,7 @@ fn recorded_entry(
     ensure!(
         format!("{:x}", Sha256::digest(checkpoint)) == entry.sha256,
         "{} is not the shipped `{name}` ({}): measure that file, or ship this one first",
-        args.checkpoint.display(),
+        args.checkpoint.checkpoint.display(),
         args.weights_dir.join(&entry.file).display()
     );
     Ok((path, manifest))

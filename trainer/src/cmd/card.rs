@@ -58,7 +58,7 @@ pub fn model_card(entry: &ShippedModel, info: &CheckpointInfo, test: &Evaluation
             100.0 * full
         )),
     );
-    for (class, (correct, total)) in CLASSES.iter().zip(test.per_class()) {
+    for (class, (correct, total)) in info.classes.iter().zip(test.per_class()) {
         let share = 100.0 * correct as f64 / total.max(1) as f64;
         let _ = writeln!(card, "| {class} | {share:.1} % | {total} |");
     }
@@ -78,12 +78,10 @@ pub fn model_card(entry: &ShippedModel, info: &CheckpointInfo, test: &Evaluation
          - PyTorch: `trainer export --checkpoint {file}`, then `torch_models.load_exported(…)`\n\n\
          File `{file}`, SHA-256 `{sha}`.\n\n\
          ## Intended use and limits\n\n\
-         - It knows CIFAR-10's ten classes only ({classes}); anything else is still given one \
-         of them, often with confidence.\n\
+         - It knows {count} classes only ({classes}); anything else is still given one of \
+         them, often with confidence.\n\
          - It sees {IMAGE_SIZE} × {IMAGE_SIZE} pixels: small, centred, single objects work best.\n\
-         - Trained and measured on the CIFAR-10 JPEG rebuild used by this project (pixels \
-         JPEG-decoded, PSNR about 30 dB against the originals): expect accuracy a few points \
-         different on the official data.\n\
+         - {data}\n\
          - A teaching and demonstration model, not for decisions about people or safety.\n",
         trained = entry.trained,
         config = serde_json::to_string_pretty(&entry.config).unwrap_or_default(),
@@ -95,7 +93,16 @@ pub fn model_card(entry: &ShippedModel, info: &CheckpointInfo, test: &Evaluation
         s2 = n.std[2],
         file = entry.file,
         sha = entry.sha256,
-        classes = CLASSES.join(", "),
+        data = if info.classes.iter().map(String::as_str).eq(CLASSES) {
+            "Trained and measured on the CIFAR-10 JPEG rebuild used by this project (pixels \
+             JPEG-decoded, PSNR about 30 dB against the originals): expect accuracy a few points \
+             different on the official data."
+        } else {
+            "Trained and measured on the image folder named in its training command: its \
+             accuracy says how it does on that folder's test images, nothing more."
+        },
+        count = info.classes.len(),
+        classes = info.classes.join(", "),
     );
     card
 }

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use model::{CLASSES, IMAGE_SIZE};
+use model::IMAGE_SIZE;
 
+use crate::data::cifar::class_names;
 use crate::data::folder::{self, FolderInfo};
 use crate::data::{CifarSet, locate};
 
@@ -46,23 +47,25 @@ pub fn info(args: &DataInfoArgs) -> Result<String> {
         return Ok(folder_report(&args.dir, &cache, &info));
     }
     let dir = locate::find(Some(&args.dir))?;
+    let classes = class_names(&dir)?;
     let mut counts = Vec::new();
     for (name, set) in [
         ("train", CifarSet::train(&dir)?),
         ("test", CifarSet::test(&dir)?),
     ] {
-        let mut per_class = vec![0usize; CLASSES.len()];
+        let mut per_class = vec![0usize; classes.len()];
         for &label in &set.labels {
             per_class[label as usize] += 1;
         }
         counts.push((name, per_class));
     }
     let mut out = format!(
-        "{}: CIFAR-10 binary batches, {IMAGE_SIZE} × {IMAGE_SIZE} images\n",
-        dir.display()
+        "{}: binary batches (CIFAR-10's format), {} classes, {IMAGE_SIZE} × {IMAGE_SIZE} images\n",
+        dir.display(),
+        classes.len()
     );
     out.push_str(&count_table(
-        &CLASSES.map(String::from),
+        &classes,
         &counts
             .iter()
             .map(|(n, c)| (n.to_string(), c.clone()))

@@ -1,19 +1,17 @@
 //! `trainer eval`: a checkpoint's test-set report — accuracy, top-k, per-class precision,
 //! recall and F1, the confusion matrix, the most confused pairs and the misclassified images.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Result;
 use clap::Args;
-use model::CLASSES;
 use serde_json::json;
 
-use crate::backend::Backend;
-use crate::data::{CifarSet, locate};
-use crate::eval::{Evaluation, evaluate};
+use crate::args::{BackendArg, CheckpointArg, DataArg, OutputArg};
+use crate::data::CifarSet;
+use crate::eval::{Evaluation, check_classes, evaluate};
 use crate::io::write_atomic;
-use crate::io::{load_checkpoint, output_dir};
 use crate::metrics::{ClassReport, ClassScores, class_report, most_confused};
 use crate::plot;
 
@@ -23,30 +21,26 @@ const GRID_IMAGES: usize = 36;
 /// Options of `trainer eval`.
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// Checkpoint file, or a run folder (uses its best.safetensors).
-    #[arg(short, long)]
-    pub checkpoint: PathBuf,
-    /// Folder of the CIFAR-10 binary batches [default: $CIFAR10_DIR, then data/cifar-10-batches-bin].
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Compute backend.
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
-    pub backend: Backend,
+    #[command(flatten)]
+    pub checkpoint: CheckpointArg,
+    #[command(flatten)]
+    pub data: DataArg,
+    #[command(flatten)]
+    pub backend: BackendArg,
     /// Images per inference batch.
     #[arg(short, long, default_value_t = 256)]
     pub batch_size: usize,
-    /// Where report.json, per_class.csv, confusion.png and misclassified.png go
-    /// [default: an `eval` folder beside the checkpoint].
-    #[arg(long)]
-    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: OutputArg,
 }
 
 /// Evaluates the checkpoint on the test set, writes the report files and returns the
 /// evaluation and the printed report.
 pub fn run(args: &EvalArgs) -> Result<(Evaluation, String)> {
-    let (checkpoint, device) = load_checkpoint(&args.checkpoint, args.backend)?;
-    let dir = locate::find(args.data_dir.as_deref())?;
+    let (checkpoint, device) = args.checkpoint.load(args.backend)?;
+    let dir = args.data.locate()?;
     let test = Arc::new(CifarSet::test(&dir)?);
+    check_classes(&checkpoint.info.classes, &test)?;
     let result = evaluate(
         &checkpoint.model,
         &test,
@@ -54,7 +48,7 @@ pub fn run(args: &EvalArgs) -> Result<(Evaluation, String)> {
         &device,
         args.batch_size.max(1),
     )?;
-    let out = output_dir(args.out.as_deref(), &args.checkpoint, "eval");
+    let out = args.checkpoint.output_dir(&args.out, "eval");
     let name = &checkpoint.model.config().name;
     write_files(&out, name, &result, &test)?;
     let mut report = format!(
@@ -70,7 +64,8 @@ pub fn run(args: &EvalArgs) -> Result<(Evaluation, String)> {
     );
     report.push_str("\nMost confused (true → predicted):\n");
     for (t, p, n) in most_confused(&result.confusion, 5) {
-        report.push_str(&format!("  {:<11} → {:<11} {n}\n", CLASSES[t], CLASSES[p]));
+        let (t, p) = (&result.classes[t], &result.classes[p]);
+        report.push_str(&format!("  {t:<11} → {p:<11} {n}\n"));
     }
     report.push_str(&format!(
         "\nWrote report.json, per_class.csv, confusion.png and misclassified.png to {}\n",
@@ -82,14 +77,15 @@ pub fn run(args: &EvalArgs) -> Result<(Evaluation, String)> {
 fn write_files(out: &Path, name: &str, result: &Evaluation, test: &CifarSet) -> Result<()> {
     std::fs::create_dir_all(out)?;
     let report = class_report(&result.confusion);
-    let per_class: Vec<_> = CLASSES
+    let classes = &result.classes;
+    let per_class: Vec<_> = classes
         .iter()
         .zip(&report.classes)
         .map(|(c, s)| json!({"class": c, "precision": s.precision, "recall": s.recall, "f1": s.f1, "support": s.support}))
         .collect();
     let confused: Vec<_> = most_confused(&result.confusion, 10)
         .into_iter()
-        .map(|(t, p, n)| json!({"true": CLASSES[t], "predicted": CLASSES[p], "count": n}))
+        .map(|(t, p, n)| json!({"true": classes[t], "predicted": classes[p], "count": n}))
         .collect();
     let json = json!({
         "model": name,
@@ -110,7 +106,7 @@ fn write_files(out: &Path, name: &str, result: &Evaluation, test: &CifarSet) -> 
         serde_json::to_string_pretty(&json)?.as_bytes(),
     )?;
     let mut csv = String::from("class,precision,recall,f1,support\n");
-    for (label, s) in labelled_rows(&report) {
+    for (label, s) in labelled_rows(&report, classes) {
         csv.push_str(&format!(
             "{label},{:.6},{:.6},{:.6},{}\n",
             s.precision, s.recall, s.f1, s.support
@@ -119,7 +115,10 @@ fn write_files(out: &Path, name: &str, result: &Evaluation, test: &CifarSet) -> 
     write_atomic(&out.join("per_class.csv"), csv.as_bytes())?;
     write_atomic(
         &out.join("confusion.png"),
-        &plot::confusion(&result.confusion, &CLASSES)?,
+        &plot::confusion(
+            &result.confusion,
+            &classes.iter().map(String::as_str).collect::<Vec<_>>(),
+        )?,
     )?;
     let mut worst = result.mistakes.clone();
     worst.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
@@ -129,8 +128,8 @@ fn write_files(out: &Path, name: &str, result: &Evaluation, test: &CifarSet) -> 
         .map(|m| {
             let caption = format!(
                 "{} → {} {:.0}%",
-                CLASSES[m.label],
-                CLASSES[m.predicted],
+                classes[m.label],
+                classes[m.predicted],
                 100.0 * m.confidence
             );
             (test.image(m.index), caption)
@@ -146,12 +145,19 @@ fn write_files(out: &Path, name: &str, result: &Evaluation, test: &CifarSet) -> 
 }
 
 /// The rows of a class report with their labels: each class, then the two averages.
-fn labelled_rows(report: &ClassReport) -> impl Iterator<Item = (&'static str, &ClassScores)> {
+fn labelled_rows<'a>(
+    report: &'a ClassReport,
+    classes: &'a [String],
+) -> impl Iterator<Item = (&'a str, &'a ClassScores)> {
     let averages = [
         ("macro avg", &report.macro_avg),
         ("weighted avg", &report.weighted_avg),
     ];
-    CLASSES.iter().copied().zip(&report.classes).chain(averages)
+    classes
+        .iter()
+        .map(String::as_str)
+        .zip(&report.classes)
+        .chain(averages)
 }
 
 /// Precision, recall, F1 and support per class, with macro and weighted averages.
@@ -161,7 +167,7 @@ pub fn scores_table(result: &Evaluation) -> String {
         "{:<13} {:>9} {:>9} {:>9} {:>8}\n",
         "class", "precision", "recall", "f1", "support"
     );
-    for (label, s) in labelled_rows(&report) {
+    for (label, s) in labelled_rows(&report, &result.classes) {
         out.push_str(&format!(
             "{label:<13} {:>9.4} {:>9.4} {:>9.4} {:>8}\n",
             s.precision, s.recall, s.f1, s.support

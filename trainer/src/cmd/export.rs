@@ -10,15 +10,14 @@ use burn::tensor::Device;
 use clap::{Args, ValueEnum};
 use model::Checkpoint;
 
-use crate::io::checkpoint_path;
+use crate::args::CheckpointArg;
 use crate::io::write_atomic;
 
 /// Options of `trainer export`.
 #[derive(Args, Debug)]
 pub struct ExportArgs {
-    /// Checkpoint file, or a run folder (its best.safetensors).
-    #[arg(short, long)]
-    pub checkpoint: PathBuf,
+    #[command(flatten)]
+    pub checkpoint: CheckpointArg,
     /// What to write.
     #[arg(long, value_enum, default_value_t = ExportFormat::Pytorch)]
     pub format: ExportFormat,
@@ -39,7 +38,7 @@ pub enum ExportFormat {
 
 /// Writes the export and returns its path.
 pub fn run(args: &ExportArgs) -> Result<PathBuf> {
-    let checkpoint = checkpoint_path(&args.checkpoint);
+    let checkpoint = args.checkpoint.path();
     let bytes = std::fs::read(&checkpoint)
         .with_context(|| format!("cannot read checkpoint {}", checkpoint.display()))?;
     let out = args

@@ -11,17 +11,15 @@ use clap::Args;
 use model::cam::{CamMethod, explain_each, overlay};
 use model::preprocess::{Framing, decode_image, square_view, to_cifar_pixels};
 
-use crate::backend::Backend;
-use crate::io::load_checkpoint;
+use crate::args::{BackendArg, CheckpointArg, OutputArg};
 use crate::io::write_atomic;
 use crate::plot::picture_grid;
 
 /// Options of `trainer gradcam`.
 #[derive(Args, Debug)]
 pub struct GradcamArgs {
-    /// Checkpoint file, or a run folder (uses its best.safetensors).
-    #[arg(short, long)]
-    pub checkpoint: PathBuf,
+    #[command(flatten)]
+    pub checkpoint: CheckpointArg,
     /// Image files of any size (PNG, JPEG, GIF, WebP, BMP).
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
@@ -35,9 +33,8 @@ pub struct GradcamArgs {
     /// `all` for a grid of every method per image.
     #[arg(long, default_value = "gradcam")]
     pub method: String,
-    /// Folder for the `<image>-<method>.png` files (`<image>-all.png` for `--method all`).
-    #[arg(long, default_value = "gradcam")]
-    pub out: PathBuf,
+    #[command(flatten)]
+    pub out: OutputArg,
     /// How a picture that is not square is fitted: `crop` (the centre square) or `pad` (the
     /// whole picture on grey); the heat map is drawn over what the network saw.
     #[arg(long, default_value = "crop")]
@@ -48,9 +45,8 @@ pub struct GradcamArgs {
     /// Side of the written square images, in pixels.
     #[arg(long, default_value_t = 256)]
     pub size: u32,
-    /// Compute backend.
-    #[arg(long, value_enum, default_value_t = Backend::Flex)]
-    pub backend: Backend,
+    #[command(flatten)]
+    pub backend: BackendArg,
 }
 
 /// One written heat map (or grid of them).
@@ -88,7 +84,7 @@ pub fn run(args: &GradcamArgs) -> Result<Vec<Written>> {
         [only] => only.name(),
         _ => "all",
     };
-    let (checkpoint, device) = load_checkpoint(&args.checkpoint, args.backend)?;
+    let (checkpoint, device) = args.checkpoint.load(args.backend)?;
     let classes = &checkpoint.info.classes;
     let class = match &args.class {
         None => None,
@@ -103,8 +99,8 @@ pub fn run(args: &GradcamArgs) -> Result<Vec<Written>> {
             },
         ),
     };
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let out = args.checkpoint.output_dir(&args.out, "gradcam");
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut written = Vec::new();
     for path in &args.images {
         let bytes =
@@ -147,7 +143,7 @@ pub fn run(args: &GradcamArgs) -> Result<Vec<Written>> {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "image".into());
-        let png = args.out.join(format!("{stem}-{label}.png"));
+        let png = out.join(format!("{stem}-{label}.png"));
         write_atomic(&png, &encoded)?;
         let top = model::cam::argmax(&cam.probabilities);
         written.push(Written {

@@ -41,7 +41,7 @@ pub struct ImportArgs {
 /// Writes the checkpoint and returns it.
 pub fn run(args: &ImportArgs) -> Result<Checkpoint> {
     let state = read_state_dict(&args.pytorch)?;
-    let config = ModelConfig::from_name(&args.model.model, &args.model.options())?;
+    let config = ModelConfig::from_name(&args.model.model, &args.model.options)?;
     let normalization = normalization(args, &state)?;
     let cpu = Device::flex();
     let template = Checkpoint {

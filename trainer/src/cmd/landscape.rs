@@ -8,18 +8,16 @@ use std::sync::Arc;
 use anyhow::Result;
 use clap::Args;
 
-use crate::backend::Backend;
-use crate::data::{CifarSet, locate};
+use crate::args::{BackendArg, CheckpointArg, DataArg, OutputArg};
+use crate::data::CifarSet;
 use crate::io::write_atomic;
-use crate::io::{load_checkpoint, output_dir};
 use crate::viz::{Landscape, contour_png, landscape, surface_png};
 
 /// Options of `trainer landscape`.
 #[derive(Args, Debug)]
 pub struct LandscapeArgs {
-    /// Checkpoint file, or a run folder (uses its best.safetensors).
-    #[arg(short, long)]
-    pub checkpoint: PathBuf,
+    #[command(flatten)]
+    pub checkpoint: CheckpointArg,
     /// Grid points a side (odd; the centre is the trained weights).
     #[arg(long, default_value_t = 21)]
     pub points: usize,
@@ -32,21 +30,18 @@ pub struct LandscapeArgs {
     /// Seed of the random directions.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Folder for the files [default: a `viz` folder beside the checkpoint].
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Folder of the CIFAR-10 binary batches [default: $CIFAR10_DIR, then data/cifar-10-batches-bin].
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Compute backend.
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
-    pub backend: Backend,
+    #[command(flatten)]
+    pub out: OutputArg,
+    #[command(flatten)]
+    pub data: DataArg,
+    #[command(flatten)]
+    pub backend: BackendArg,
 }
 
 /// Computes the surface and writes the files; returns it with the folder written to.
 pub fn run(args: &LandscapeArgs) -> Result<(Landscape, PathBuf)> {
-    let (checkpoint, device) = load_checkpoint(&args.checkpoint, args.backend)?;
-    let test = CifarSet::test(&locate::find(args.data_dir.as_deref())?)?;
+    let (checkpoint, device) = args.checkpoint.load(args.backend)?;
+    let test = CifarSet::test(&args.data.locate()?)?;
     let count = args.images.clamp(1, test.len());
     let images = Arc::new(test.subset(&(0..count).collect::<Vec<_>>()));
     let land = landscape(
@@ -58,7 +53,7 @@ pub fn run(args: &LandscapeArgs) -> Result<(Landscape, PathBuf)> {
         args.seed,
         &device,
     )?;
-    let out = output_dir(args.out.as_deref(), &args.checkpoint, "viz");
+    let out = args.checkpoint.output_dir(&args.out, "viz");
     std::fs::create_dir_all(&out)?;
     let mut csv = String::from("alpha,beta,loss\n");
     let n = land.coords.len();

@@ -12,9 +12,9 @@ use clap::Args;
 use model::{ModelConfig, ModelOptions, Normalization};
 use plotters::prelude::*;
 
-use crate::backend::{self, Backend};
+use crate::args::{BackendArg, DataArg};
+use crate::data::CifarSet;
 use crate::data::batcher::{BatchPlan, batches};
-use crate::data::{CifarSet, locate};
 use crate::io::write_atomic;
 use crate::plot::render;
 use crate::train::init_model;
@@ -49,12 +49,10 @@ pub struct LrBandArgs {
     /// Folder for lr-band.csv and lr-band.png.
     #[arg(long, default_value = "runs/lr-band")]
     pub out: PathBuf,
-    /// Folder of the CIFAR-10 binary batches [default: $CIFAR10_DIR, then data/cifar-10-batches-bin].
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Compute backend.
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
-    pub backend: Backend,
+    #[command(flatten)]
+    pub data: DataArg,
+    #[command(flatten)]
+    pub backend: BackendArg,
 }
 
 /// The training loss of every step of one run.
@@ -118,10 +116,10 @@ pub fn run(args: &LrBandArgs) -> Result<[Vec<Vec<f64>>; 2]> {
         !args.lrs.is_empty() && args.steps >= 2,
         "need learning rates and at least 2 steps"
     );
-    let data_dir = locate::find(args.data_dir.as_deref())?;
+    let data_dir = args.data.locate()?;
     let train = Arc::new(CifarSet::train(&data_dir)?);
     let normalization = Normalization::measure(&train.pixels);
-    let selected = backend::select(args.backend)?;
+    let selected = args.backend.select()?;
     eprintln!("Backend: {}", selected.description());
     let mut all: [Vec<Vec<f64>>; 2] = [Vec::new(), Vec::new()];
     for (i, bn) in [false, true].into_iter().enumerate() {

@@ -8,15 +8,13 @@ use burn::tensor::activation::softmax;
 use clap::Args;
 use model::preprocess::{Framing, decode_image, to_cifar_pixels};
 
-use crate::backend::Backend;
-use crate::io::load_checkpoint;
+use crate::args::{BackendArg, CheckpointArg};
 
 /// Options of `trainer predict`.
 #[derive(Args, Debug)]
 pub struct PredictArgs {
-    /// Checkpoint file, or a run folder (uses its best.safetensors).
-    #[arg(short, long)]
-    pub checkpoint: PathBuf,
+    #[command(flatten)]
+    pub checkpoint: CheckpointArg,
     /// Image files of any size (PNG, JPEG, GIF, WebP, BMP).
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
@@ -27,9 +25,8 @@ pub struct PredictArgs {
     /// How many classes to show per image.
     #[arg(long, default_value_t = 5)]
     pub top: usize,
-    /// Compute backend.
-    #[arg(long, value_enum, default_value_t = Backend::Flex)]
-    pub backend: Backend,
+    #[command(flatten)]
+    pub backend: BackendArg,
 }
 
 /// The ranked classes of one image.
@@ -51,7 +48,7 @@ pub fn run(args: &PredictArgs) -> Result<Vec<Prediction>> {
         let image = decode_image(&bytes).with_context(|| format!("{}", path.display()))?;
         pixels.extend(to_cifar_pixels(&image, args.framing));
     }
-    let (checkpoint, device) = load_checkpoint(&args.checkpoint, args.backend)?;
+    let (checkpoint, device) = args.checkpoint.load(args.backend)?;
     let model = checkpoint.model.valid();
     let input = checkpoint.info.normalization.tensor(&pixels, &device);
     let probs = softmax(model.forward(input), 1)

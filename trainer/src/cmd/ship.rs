@@ -15,11 +15,10 @@ use model::manifest::{Manifest, ShippedModel};
 use sha2::{Digest, Sha256};
 
 use super::card::model_card;
-use crate::backend::Backend;
-use crate::data::{CifarSet, locate};
-use crate::eval::evaluate;
+use crate::args::{BackendArg, CheckpointArg, DataArg};
+use crate::data::CifarSet;
+use crate::eval::{check_classes, evaluate};
 use crate::io::write_atomic;
-use crate::io::{checkpoint_path, load_checkpoint};
 
 /// The most test accuracy, in points, that `--f16` may cost.
 const MAX_F16_LOSS_POINTS: f64 = 0.1;
@@ -27,9 +26,8 @@ const MAX_F16_LOSS_POINTS: f64 = 0.1;
 /// Options of `trainer ship`.
 #[derive(Args, Debug)]
 pub struct ShipArgs {
-    /// Checkpoint file, or a run folder (uses its best.safetensors).
-    #[arg(short, long)]
-    pub checkpoint: PathBuf,
+    #[command(flatten)]
+    pub checkpoint: CheckpointArg,
     /// Name of the shipped model (letters, digits, `-`, `_`); the file becomes `<name>.safetensors`.
     #[arg(long)]
     pub name: String,
@@ -46,12 +44,10 @@ pub struct ShipArgs {
     /// The weights folder holding manifest.json.
     #[arg(long, default_value = "weights")]
     pub weights_dir: PathBuf,
-    /// Folder of the CIFAR-10 binary batches [default: $CIFAR10_DIR, then data/cifar-10-batches-bin].
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Compute backend for the evaluation.
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
-    pub backend: Backend,
+    #[command(flatten)]
+    pub data: DataArg,
+    #[command(flatten)]
+    pub backend: BackendArg,
 }
 
 /// Evaluates, copies and records the checkpoint; returns the manifest entry.
@@ -65,9 +61,10 @@ pub fn run(args: &ShipArgs) -> Result<ShippedModel> {
         "--name may hold only letters, digits, `-` and `_`, got `{}`",
         args.name
     );
-    let source = checkpoint_path(&args.checkpoint);
-    let (checkpoint, device) = load_checkpoint(&source, args.backend)?;
-    let test = Arc::new(CifarSet::test(&locate::find(args.data_dir.as_deref())?)?);
+    let source = args.checkpoint.path();
+    let (checkpoint, device) = args.checkpoint.load(args.backend)?;
+    let test = Arc::new(CifarSet::test(&args.data.locate()?)?);
+    check_classes(&checkpoint.info.classes, &test)?;
     let measure =
         |model: &model::Model| evaluate(model, &test, checkpoint.info.normalization, &device, 256);
     let mut result = measure(&checkpoint.model)?;

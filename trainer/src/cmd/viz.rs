@@ -8,41 +8,39 @@ use anyhow::{Context, Result};
 use clap::Args;
 use model::preprocess::{Framing, decode_image, to_cifar_pixels};
 
-use crate::backend::Backend;
-use crate::data::{CifarSet, locate};
+use crate::args::{BackendArg, CheckpointArg, DataArg, OutputArg};
+use crate::data::CifarSet;
+use crate::eval::check_classes;
 use crate::io::write_atomic;
-use crate::io::{load_checkpoint, output_dir};
 use crate::viz;
 
 /// Options of `trainer viz`.
 #[derive(Args, Debug)]
 pub struct VizArgs {
-    /// Checkpoint file, or a run folder (uses its best.safetensors).
-    #[arg(short, long)]
-    pub checkpoint: PathBuf,
+    #[command(flatten)]
+    pub checkpoint: CheckpointArg,
     /// Image for the feature maps [default: the first test image].
     #[arg(long)]
     pub image: Option<PathBuf>,
     /// Test images in the saliency and Grad-CAM grids.
     #[arg(long, default_value_t = 12)]
     pub count: usize,
-    /// Folder for the PNG files [default: a `viz` folder beside the checkpoint].
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Folder of the CIFAR-10 binary batches [default: $CIFAR10_DIR, then data/cifar-10-batches-bin].
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Compute backend.
-    #[arg(long, value_enum, default_value_t = Backend::Flex)]
-    pub backend: Backend,
+    #[command(flatten)]
+    pub out: OutputArg,
+    #[command(flatten)]
+    pub data: DataArg,
+    #[command(flatten)]
+    pub backend: BackendArg,
 }
 
 /// Writes every picture; returns the files written.
 pub fn run(args: &VizArgs) -> Result<Vec<PathBuf>> {
-    let (checkpoint, device) = load_checkpoint(&args.checkpoint, args.backend)?;
-    let out = output_dir(args.out.as_deref(), &args.checkpoint, "viz");
+    let (checkpoint, device) = args.checkpoint.load(args.backend)?;
+    let out = args.checkpoint.output_dir(&args.out, "viz");
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let test = CifarSet::test(&locate::find(args.data_dir.as_deref())?)?;
+    let test = CifarSet::test(&args.data.locate()?)?;
+    check_classes(&checkpoint.info.classes, &test)?;
+    let classes = &checkpoint.info.classes;
     let model = &checkpoint.model;
     let normalization = checkpoint.info.normalization;
     let mut written = Vec::new();
@@ -60,7 +58,7 @@ pub fn run(args: &VizArgs) -> Result<Vec<PathBuf>> {
         .collect();
     save(
         "saliency.png".into(),
-        viz::saliency_grid(model, normalization, &images, &device)?,
+        viz::saliency_grid(model, normalization, classes, &images, &device)?,
     )?;
     // The rest needs convolutions (an MLP has none).
     if model.cam_layer().is_some() {
@@ -84,7 +82,7 @@ pub fn run(args: &VizArgs) -> Result<Vec<PathBuf>> {
         )?;
         save(
             "gradcam.png".into(),
-            viz::gradcam_grid(model, normalization, &images, &device)?,
+            viz::gradcam_grid(model, normalization, classes, &images, &device)?,
         )?;
     }
     Ok(written)

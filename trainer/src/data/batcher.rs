@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use model::{IMAGE_SIZE, IMAGE_VALUES, NUM_CLASSES, Normalization};
+use model::{IMAGE_SIZE, IMAGE_VALUES, Normalization};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -22,8 +22,10 @@ pub struct Batch {
     pub images: Vec<f32>,
     /// One label per image (for MixUp: the label of the image itself, not its partner).
     pub labels: Vec<i64>,
-    /// `len × 10` target distribution (one-hot, or blended by MixUp).
+    /// `len × classes` target distribution (one-hot, or blended by MixUp).
     pub targets: Vec<f32>,
+    /// Number of classes of the data set.
+    pub classes: usize,
 }
 
 /// Tensors of one batch on a device.
@@ -32,7 +34,7 @@ pub struct DeviceBatch {
     pub images: Tensor<4>,
     /// `[n]`.
     pub labels: Tensor<1, Int>,
-    /// `[n, 10]`.
+    /// `[n, classes]`.
     pub targets: Tensor<2>,
 }
 
@@ -56,7 +58,7 @@ impl Batch {
                 device,
             ),
             labels: Tensor::from_data(TensorData::new(self.labels, [n]), device),
-            targets: Tensor::from_data(TensorData::new(self.targets, [n, NUM_CLASSES]), device),
+            targets: Tensor::from_data(TensorData::new(self.targets, [n, self.classes]), device),
         }
     }
 }
@@ -80,12 +82,13 @@ pub fn batches(set: Arc<CifarSet>, order: Vec<usize>, plan: BatchPlan) -> Receiv
     std::thread::spawn(move || {
         let mut rng = StdRng::seed_from_u64(plan.augment.as_ref().map_or(0, |a| a.1));
         let mut scratch = vec![0u8; IMAGE_VALUES];
+        let classes = set.classes.len();
         for chunk in order.chunks(plan.batch_size.max(1)) {
             if chunk.len() < plan.min_last {
                 break;
             }
             let mut images = vec![0f32; chunk.len() * IMAGE_VALUES];
-            let mut targets = vec![0f32; chunk.len() * NUM_CLASSES];
+            let mut targets = vec![0f32; chunk.len() * classes];
             for (k, (&i, out)) in chunk
                 .iter()
                 .zip(images.chunks_exact_mut(IMAGE_VALUES))
@@ -99,10 +102,10 @@ pub fn batches(set: Arc<CifarSet>, order: Vec<usize>, plan: BatchPlan) -> Receiv
                     }
                     None => plan.normalization.normalize_into(set.image(i), out),
                 }
-                targets[k * NUM_CLASSES + set.labels[i] as usize] = 1.0;
+                targets[k * classes + set.labels[i] as usize] = 1.0;
             }
             if let Some((augment, _)) = &plan.augment {
-                augment.mixup(&mut images, &mut targets, NUM_CLASSES, &mut rng);
+                augment.mixup(&mut images, &mut targets, classes, &mut rng);
             }
             let labels = chunk.iter().map(|&i| set.labels[i] as i64).collect();
             if sender
@@ -110,6 +113,7 @@ pub fn batches(set: Arc<CifarSet>, order: Vec<usize>, plan: BatchPlan) -> Receiv
                     images,
                     labels,
                     targets,
+                    classes,
                 })
                 .is_err()
             {
@@ -125,7 +129,10 @@ mod tests {
     use super::*;
 
     fn set() -> Arc<CifarSet> {
-        let mut set = CifarSet::default();
+        let mut set = CifarSet {
+            classes: model::CLASSES.map(String::from).to_vec(),
+            ..CifarSet::default()
+        };
         for i in 0..5u8 {
             set.pixels.extend(std::iter::repeat_n(i * 50, IMAGE_VALUES));
             set.labels.push(i);

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
-use model::{IMAGE_VALUES, NUM_CLASSES};
+use model::{CLASSES, IMAGE_VALUES, MAX_CLASSES};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -23,14 +23,19 @@ pub const TRAIN_FILES: [&str; 5] = [
 pub const TEST_FILE: &str = "test_batch.bin";
 /// The validation batch an image folder's `val/` is cached as (CIFAR-10 itself has none).
 pub const VAL_FILE: &str = "val_batch.bin";
+/// The class names, one per line in label order (CIFAR-10's own file; image folders' caches
+/// write theirs).
+pub const META_FILE: &str = "batches.meta.txt";
 
 /// Images and labels held in memory: `pixels` has `3072` channel-major bytes per image.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CifarSet {
     /// Raw pixels, `len() × 3072` bytes.
     pub pixels: Vec<u8>,
-    /// One label (0–9) per image.
+    /// One label per image, an index into `classes`.
     pub labels: Vec<u8>,
+    /// The class names, in label order (CIFAR-10's ten, or an image folder's).
+    pub classes: Vec<String>,
 }
 
 impl CifarSet {
@@ -54,6 +59,7 @@ impl CifarSet {
         let mut out = CifarSet {
             pixels: Vec::with_capacity(indices.len() * IMAGE_VALUES),
             labels: Vec::with_capacity(indices.len()),
+            classes: self.classes.clone(),
         };
         for &i in indices {
             out.pixels.extend_from_slice(self.image(i));
@@ -62,8 +68,9 @@ impl CifarSet {
         out
     }
 
-    /// Parses records from `bytes`; `name` says where they came from in error messages.
-    pub fn parse(bytes: &[u8], name: &str) -> Result<CifarSet> {
+    /// Parses records from `bytes` whose labels index `classes`; `name` says where they came
+    /// from in error messages.
+    pub fn parse(bytes: &[u8], name: &str, classes: &[String]) -> Result<CifarSet> {
         ensure!(
             !bytes.is_empty(),
             "{name} is empty: expected records of {RECORD_BYTES} bytes"
@@ -82,14 +89,17 @@ impl CifarSet {
         let mut set = CifarSet {
             pixels: Vec::with_capacity(n * IMAGE_VALUES),
             labels: Vec::with_capacity(n),
+            classes: classes.to_vec(),
         };
         for (i, record) in bytes.chunks_exact(RECORD_BYTES).enumerate() {
             let label = record[0];
-            if label as usize >= NUM_CLASSES {
+            if label as usize >= classes.len() {
                 bail!(
-                    "{name}: record {i} (byte offset {}) has label {label}; CIFAR-10 labels are 0–{}",
+                    "{name}: record {i} (byte offset {}) has label {label}; the {} classes have \
+                     labels 0–{}",
                     i * RECORD_BYTES,
-                    NUM_CLASSES - 1
+                    classes.len(),
+                    classes.len().saturating_sub(1)
                 );
             }
             set.labels.push(label);
@@ -98,18 +108,22 @@ impl CifarSet {
         Ok(set)
     }
 
-    /// Reads one batch file.
-    pub fn read_file(path: &Path) -> Result<CifarSet> {
+    /// Reads one batch file whose labels index `classes`.
+    pub fn read_file(path: &Path, classes: &[String]) -> Result<CifarSet> {
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        Self::parse(&bytes, &path.display().to_string())
+        Self::parse(&bytes, &path.display().to_string(), classes)
     }
 
-    /// Reads and concatenates batch files from `dir`.
+    /// Reads and concatenates batch files from `dir` (labelled by its [`class_names`]).
     pub fn read_files(dir: &Path, files: &[&str]) -> Result<CifarSet> {
-        let mut set = CifarSet::default();
+        let classes = class_names(dir)?;
+        let mut set = CifarSet {
+            classes: classes.clone(),
+            ..CifarSet::default()
+        };
         for file in files {
-            let part = Self::read_file(&dir.join(file))?;
+            let part = Self::read_file(&dir.join(file), &classes)?;
             set.pixels.extend(part.pixels);
             set.labels.extend(part.labels);
         }
@@ -130,7 +144,7 @@ impl CifarSet {
     pub fn val(dir: &Path) -> Result<Option<CifarSet>> {
         let path = dir.join(VAL_FILE);
         if path.exists() {
-            Ok(Some(Self::read_file(&path)?))
+            Ok(Some(Self::read_file(&path, &class_names(dir)?)?))
         } else {
             Ok(None)
         }
@@ -151,9 +165,37 @@ impl CifarSet {
     }
 }
 
+/// The class names of the batches in `dir`: its `batches.meta.txt` (one name per line, blank
+/// lines ignored), or CIFAR-10's ten when it has none.
+pub fn class_names(dir: &Path) -> Result<Vec<String>> {
+    let path = dir.join(META_FILE);
+    if !path.exists() {
+        return Ok(CLASSES.iter().map(|c| c.to_string()).collect());
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let names: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    ensure!(
+        (2..=MAX_CLASSES).contains(&names.len()),
+        "{} names {} classes; a data set has 2 to {MAX_CLASSES}",
+        path.display(),
+        names.len()
+    );
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ten() -> Vec<String> {
+        CLASSES.iter().map(|c| c.to_string()).collect()
+    }
 
     fn sample_dir() -> std::path::PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/sample")
@@ -164,6 +206,7 @@ mod tests {
         let train = CifarSet::train(&sample_dir()).unwrap();
         let test = CifarSet::test(&sample_dir()).unwrap();
         assert_eq!((train.len(), test.len()), (500, 200));
+        assert_eq!((&train.classes, &test.classes), (&ten(), &ten()));
         assert_eq!(train.pixels.len(), 500 * IMAGE_VALUES);
         // The sample is cut from the start of the real test batch: 3 8 8 0 6 6 1 6 3 1.
         assert_eq!(&train.labels[..10], &[3, 8, 8, 0, 6, 6, 1, 6, 3, 1]);
@@ -178,12 +221,14 @@ mod tests {
     #[test]
     fn rejects_a_truncated_file_naming_the_offset() {
         let bytes = std::fs::read(sample_dir().join("test_batch.bin")).unwrap();
-        let err = CifarSet::parse(&bytes[..RECORD_BYTES * 3 + 100], "cut.bin")
+        let err = CifarSet::parse(&bytes[..RECORD_BYTES * 3 + 100], "cut.bin", &ten())
             .unwrap_err()
             .to_string();
         assert!(err.contains("cut.bin is truncated"), "{err}");
         assert!(err.contains("byte offset 9219"), "{err}");
-        let err = CifarSet::parse(&[], "empty.bin").unwrap_err().to_string();
+        let err = CifarSet::parse(&[], "empty.bin", &ten())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("empty.bin is empty"), "{err}");
     }
 
@@ -191,7 +236,9 @@ mod tests {
     fn rejects_a_bad_label_naming_record_and_offset() {
         let mut bytes = std::fs::read(sample_dir().join("test_batch.bin")).unwrap();
         bytes[RECORD_BYTES * 7] = 12;
-        let err = CifarSet::parse(&bytes, "bad.bin").unwrap_err().to_string();
+        let err = CifarSet::parse(&bytes, "bad.bin", &ten())
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("record 7 (byte offset 21511) has label 12"),
             "{err}"

@@ -9,6 +9,6 @@ mod space;
 mod tpe;
 
 pub use analysis::{SearchReportArgs, numeric_series, pearson, report};
-pub use runner::{SearchArgs, TrialResult, read_csv, run};
+pub use runner::{SearchArgs, TrialResult, read_csv, run, trial_config};
 pub use sampler::{Params, Sampler};
 pub use space::{Dist, Method, SearchSpec, arg_value};

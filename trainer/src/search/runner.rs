@@ -163,7 +163,7 @@ fn run_trial(spec: &SearchSpec, dir: &Path, k: usize, params: Params) -> TrialRe
 
 /// Trial `k`'s configuration: the search's fixed options, then the trial's, then its budget,
 /// seed and folder.
-fn trial_config(
+pub fn trial_config(
     spec: &SearchSpec,
     dir: &Path,
     k: usize,

@@ -13,14 +13,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Args, Command, FromArgMatches};
-use model::{Activation, ModelOptions};
+use model::ModelOptions;
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
 
 use super::loss::LossKind;
 use super::optim::OptimizerKind;
 use super::schedule::ScheduleKind;
-use crate::backend::Backend;
+use crate::args::{BackendArg, DataArg};
 use crate::data::augment::Augment;
 
 /// The presets: each reproduces one seed's headline experiment (see `trainer/presets/`).
@@ -86,49 +86,20 @@ pub struct TrainConfig {
     pub run: RunConfig,
 }
 
-/// `[model]`: which network, and the options the seeds made selectable.
+/// `[model]`: which network, and the options the seeds made selectable (declared once, in
+/// [`ModelOptions`]).
 #[derive(Args, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
 #[command(next_help_heading = "Model")]
 pub struct ModelArgs {
     /// Model name (see `trainer models`); also resnet<6n+2> and wrn-<depth>-<width>.
     #[arg(short, long, default_value = "basic-cnn")]
     pub model: String,
-    /// Activation function: relu, leaky-relu, sigmoid, tanh, swish, mish, selu, gelu
-    /// (mlp and the plain CNNs).
-    #[arg(long)]
-    pub activation: Option<Activation>,
-    /// Dropout probability (mlp, plain CNNs, wrn-*).
-    #[arg(long)]
-    pub dropout: Option<f64>,
-    /// Hidden width of the MLP.
-    #[arg(long)]
-    pub hidden: Option<usize>,
-    /// Convolution widths: small, medium, large, wide, deep, or a list like 32,64
-    /// (configurable-cnn, tiny-cnn).
-    #[arg(long)]
-    pub filters: Option<String>,
-    /// Classifier hidden widths: default, simplified, complex, none, or a list like 512,512
-    /// (configurable-cnn, vgg11, vgg11-bn).
-    #[arg(long)]
-    pub fc: Option<String>,
-    /// Batch norm after each convolution: true or false (configurable-cnn).
-    #[arg(long)]
-    pub batch_norm: Option<bool>,
-}
-
-impl ModelArgs {
-    /// The options as the model registry takes them.
-    pub fn options(&self) -> ModelOptions {
-        ModelOptions {
-            activation: self.activation,
-            dropout: self.dropout,
-            hidden: self.hidden,
-            filters: self.filters.clone(),
-            fc: self.fc.clone(),
-            batch_norm: self.batch_norm,
-        }
-    }
+    /// The model's options. Unknown keys are refused by the configuration's merge, which
+    /// checks every key against the flags (serde cannot deny them beside a flattened struct).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub options: ModelOptions,
 }
 
 /// `[optim]`: epochs, batch and the optimizer.
@@ -242,10 +213,9 @@ pub struct StopConfig {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[command(next_help_heading = "Data")]
 pub struct DataConfig {
-    /// Folder of the CIFAR-10 binary batches [default: $CIFAR10_DIR, then
-    /// data/cifar-10-batches-bin, downloaded there when missing].
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(default)]
+    pub data_dir: DataArg,
     /// Fraction of the training images held out for validation (0 disables validation;
     /// the best checkpoint is then chosen by training accuracy). An image folder with a
     /// `val/` folder is validated on that instead.
@@ -264,9 +234,8 @@ pub struct RunConfig {
     /// Seed of the weight initialisation, the split, the shuffling, augmentation and dropout.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Compute backend: auto picks wgpu when a hardware GPU adapter exists, Flex otherwise.
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
-    pub backend: Backend,
+    #[command(flatten)]
+    pub backend: BackendArg,
     /// Where run folders are created.
     #[arg(long, default_value = "runs")]
     pub runs_dir: PathBuf,

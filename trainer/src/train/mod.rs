@@ -29,9 +29,8 @@ use self::optim::OptimizerSpec;
 use self::run_dir::{EpochMetrics, RunDir};
 use self::schedule::Schedule;
 use self::state::TrainState;
-use crate::backend;
+use crate::data::CifarSet;
 use crate::data::batcher::{BatchPlan, batches};
-use crate::data::{CifarSet, locate};
 use crate::eval::{Evaluation, evaluate};
 
 /// Read the loss and accuracy back from the device every this many steps.
@@ -101,9 +100,9 @@ fn check(config: &TrainConfig) -> Result<()> {
 pub fn run(job: &TrainJob) -> Result<TrainOutcome> {
     let config = &job.config;
     check(config)?;
-    let net = ModelConfig::from_name(&config.model.model, &config.model.options())?;
+    let net = ModelConfig::from_name(&config.model.model, &config.model.options)?;
 
-    let data_dir = locate::find(config.data.data_dir.as_deref())?;
+    let data_dir = config.data.data_dir.locate()?;
     let mut full = CifarSet::train(&data_dir)?;
     if let Some(limit) = config.data.limit {
         full = full.subset(&(0..limit.min(full.len())).collect::<Vec<_>>());
@@ -120,9 +119,12 @@ pub fn run(job: &TrainJob) -> Result<TrainOutcome> {
         train.len()
     );
     let normalization = Normalization::measure(&train.pixels);
+    // The network predicts the data's classes (CIFAR-10's ten, or an image folder's).
+    let classes = train.classes.clone();
+    let net = net.with_classes(classes.len())?;
     let (train, val) = (Arc::new(train), Arc::new(val));
 
-    let selected = backend::select(config.run.backend)?;
+    let selected = config.run.backend.select()?;
     let device = selected.device.clone();
     let ad_device = device.clone().autodiff();
     println!("Backend: {}", selected.description());
@@ -310,7 +312,7 @@ pub fn run(job: &TrainJob) -> Result<TrainOutcome> {
         } else {
             state.stale_epochs += 1;
         }
-        let info = checkpoint_info(normalization, &metrics, &run);
+        let info = checkpoint_info(normalization, &classes, &metrics, &run);
         let bytes = Checkpoint {
             model: model.valid(),
             info,
@@ -388,8 +390,14 @@ pub fn run(job: &TrainJob) -> Result<TrainOutcome> {
     })
 }
 
-fn checkpoint_info(normalization: Normalization, m: &EpochMetrics, run: &RunDir) -> CheckpointInfo {
+fn checkpoint_info(
+    normalization: Normalization,
+    classes: &[String],
+    m: &EpochMetrics,
+    run: &RunDir,
+) -> CheckpointInfo {
     let mut info = CheckpointInfo::cifar10(normalization);
+    info.classes = classes.to_vec();
     info.training = json!({
         "run": run.path,
         "epoch": m.epoch,

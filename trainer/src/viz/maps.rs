@@ -7,7 +7,7 @@ use burn::tensor::{Device, Tensor};
 use image::RgbImage;
 use model::cam::{CamMethod, argmax, explain, heat_color, overlay};
 use model::preprocess::{channel_major, rgb_picture};
-use model::{CLASSES, IMAGE_SIZE, Model, Normalization};
+use model::{IMAGE_SIZE, Model, Normalization};
 
 use super::{gray_tile, to_bytes};
 use crate::plot::image_grid;
@@ -76,7 +76,12 @@ pub fn input_gradient(
         .autodiff()
         .require_grad();
     let logits = model.forward(input.clone());
-    let scores = read(logits.clone().detach().reshape([1, 1, 1, CLASSES.len()]))?;
+    let scores = read(
+        logits
+            .clone()
+            .detach()
+            .reshape([1, 1, 1, model.config().classes()]),
+    )?;
     let class = argmax(&scores);
     let grads = logits.slice([0..1, class..class + 1]).sum().backward();
     let gradient = input
@@ -85,11 +90,12 @@ pub fn input_gradient(
     Ok((class, read(gradient)?))
 }
 
-/// For each image: the image and its saliency map (largest absolute input gradient of the
+/// For each image (pixels and label, named by `classes`): the image and its saliency map (largest absolute input gradient of the
 /// predicted class score over the three colour channels, seed 000's figure), as tile pairs.
 pub fn saliency_grid(
     model: &Model,
     normalization: Normalization,
+    classes: &[String],
     images: &[(&[u8], usize)],
     device: &Device,
 ) -> Result<Vec<u8>> {
@@ -108,10 +114,10 @@ pub fn saliency_grid(
             .iter()
             .map(|&v| v as f32 / 255.0)
             .collect();
-        tiles.push((pixels.to_vec(), format!("{} (true)", CLASSES[label])));
+        tiles.push((pixels.to_vec(), format!("{} (true)", classes[label])));
         tiles.push((
             channel_major(&heat_image(&heat)),
-            format!("→ {}", CLASSES[class]),
+            format!("→ {}", classes[class]),
         ));
     }
     grid(
@@ -127,11 +133,12 @@ fn heat_image(heat: &[f32]) -> RgbImage {
     })
 }
 
-/// For each image: the image and its Grad-CAM (predicted class, the model's default layer)
+/// For each image (pixels and label, named by `classes`): the image and its Grad-CAM (predicted class, the model's default layer)
 /// blended over it, as pairs of tiles.
 pub fn gradcam_grid(
     model: &Model,
     normalization: Normalization,
+    classes: &[String],
     images: &[(&[u8], usize)],
     device: &Device,
 ) -> Result<Vec<u8>> {
@@ -140,12 +147,12 @@ pub fn gradcam_grid(
         let input = normalization.tensor(pixels, device);
         let cam = explain(model, input, CamMethod::GradCam, None, None)?;
         let blended = overlay(&rgb_picture(pixels), &cam.heat, 0.5);
-        tiles.push((pixels.to_vec(), format!("{} (true)", CLASSES[label])));
+        tiles.push((pixels.to_vec(), format!("{} (true)", classes[label])));
         tiles.push((
             channel_major(&blended),
             format!(
                 "→ {} {:.0}%",
-                CLASSES[cam.class],
+                classes[cam.class],
                 100.0 * cam.probabilities[cam.class]
             ),
         ));
