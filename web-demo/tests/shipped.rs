@@ -100,3 +100,32 @@ fn the_default_model_explains_a_test_image() {
     let err = Classifier::load(&checkpoint.to_bytes().unwrap(), &Device::flex()).unwrap_err();
     assert!(err.to_string().contains("no convolutional layer"), "{err}");
 }
+
+#[test]
+fn a_checkpoint_of_other_classes_is_shown_with_its_own_names() {
+    // An untrained two-class tiny-cnn named like a cats-and-dogs folder's checkpoint.
+    let names = vec!["cat".to_string(), "dog".to_string()];
+    let config = model::ModelConfig::from_name("tiny-cnn", &Default::default())
+        .unwrap()
+        .with_classes(2)
+        .unwrap();
+    let mut info = model::CheckpointInfo::cifar10(model::Normalization {
+        mean: [0.5; 3],
+        std: [0.25; 3],
+    });
+    info.classes = names.clone();
+    let checkpoint = model::Checkpoint {
+        model: config.init(&Device::flex()).unwrap(),
+        info,
+    };
+    let classifier = Classifier::load(&checkpoint.to_bytes().unwrap(), &Device::flex()).unwrap();
+    assert_eq!(classifier.summary().classes, names);
+    let image = std::fs::read(format!("{ROOT}/web-demo/gallery/00515-cat.png")).unwrap();
+    let prepared = prepare(&image, model::preprocess::Framing::Crop).unwrap();
+    let cam = classifier.explain(&prepared, None).unwrap();
+    let answer = Answer::new(&cam, classifier.classes());
+    let mut shown: Vec<&str> = answer.top.iter().map(|t| t.1.as_str()).collect();
+    shown.sort();
+    assert_eq!(shown, ["cat", "dog"]);
+    assert_eq!(cam.probabilities.len(), 2);
+}
