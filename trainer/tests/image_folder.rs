@@ -16,7 +16,7 @@ use trainer::cmd::eval::EvalArgs;
 use trainer::cmd::predict::{self, PredictArgs};
 use trainer::data::folder::{cached_batches, is_image_folder};
 use trainer::data::{CifarSet, locate};
-use trainer::train::{self, TrainArgs};
+use trainer::train::{self, TrainArgs, TrainJob};
 
 /// Writes image `i` of `set` as `dir/<class>/<i>.<ext>`, scaled to `w × h`.
 fn save(set: &CifarSet, i: usize, dir: &Path, w: u32, h: u32, format: ImageFormat) {
@@ -124,22 +124,7 @@ fn an_image_folder_is_read_once_cached_checked_and_trained_on() {
     );
 
     // A training run reads it through --data-dir like the binary batches.
-    let runs = root.join("runs");
-    let job = TrainArgs::parse_job(&[
-        "--model",
-        "tiny-cnn",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "16",
-        "--backend",
-        "flex",
-        "--data-dir",
-        root.to_str().unwrap(),
-        "--runs-dir",
-        runs.to_str().unwrap(),
-    ])
-    .unwrap();
+    let job = tiny_cnn_job(&root, 1);
     let outcome = train::run(&job).unwrap();
     assert_eq!(outcome.test.total(), 30);
 
@@ -223,22 +208,7 @@ fn a_folder_of_other_classes_trains_a_network_that_names_them() {
     );
 
     // Trained on it, the network has three outputs, and the checkpoint names the classes.
-    let runs = root.join("runs");
-    let job = TrainArgs::parse_job(&[
-        "--model",
-        "tiny-cnn",
-        "--epochs",
-        "2",
-        "--batch-size",
-        "16",
-        "--backend",
-        "flex",
-        "--data-dir",
-        root.to_str().unwrap(),
-        "--runs-dir",
-        runs.to_str().unwrap(),
-    ])
-    .unwrap();
+    let job = tiny_cnn_job(&root, 2);
     let outcome = train::run(&job).unwrap();
     assert_eq!(outcome.test.total(), test.len());
     assert_eq!(outcome.test.classes, names);
@@ -301,6 +271,28 @@ fn a_folder_of_other_classes_trains_a_network_that_names_them() {
         "{err}"
     );
     std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// Training tiny-cnn on the folder `root` for `epochs` (batches of 16, on Flex), into
+/// `root/runs`.
+fn tiny_cnn_job(root: &Path, epochs: usize) -> TrainJob {
+    let epochs = epochs.to_string();
+    let runs = root.join("runs");
+    TrainArgs::parse_job(&[
+        "--model",
+        "tiny-cnn",
+        "--epochs",
+        &epochs,
+        "--batch-size",
+        "16",
+        "--backend",
+        "flex",
+        "--data-dir",
+        root.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ])
+    .unwrap()
 }
 
 fn info_report(dir: &Path) -> String {
