@@ -135,12 +135,9 @@ pub fn read_manifest(path: &Path) -> Result<Manifest> {
         .with_context(|| format!("{} is not a valid manifest", path.display()))
 }
 
-/// Writes the manifest atomically, pretty-printed.
+/// Writes the manifest atomically, pretty-printed (its numbers read back exactly).
 pub fn write_manifest(path: &Path, manifest: &Manifest) -> Result<()> {
-    write_atomic(
-        path,
-        (serde_json::to_string_pretty(manifest)? + "\n").as_bytes(),
-    )
+    write_atomic(path, (manifest.to_json() + "\n").as_bytes())
 }
 
 /// Size of `bytes` after gzip at the default level.
