@@ -21,6 +21,7 @@ run() {
     *) max_len=16384 ;;
   esac
   mkdir -p "corpus/$target" "artifacts/$target"
+  local start=$SECONDS
   # Temporary image folders in memory, when the machine has /dev/shm.
   TMPDIR=$([ -d /dev/shm ] && echo /dev/shm || echo "${TMPDIR:-/tmp}") \
     cargo +nightly fuzz run -s none "$target" "corpus/$target" -- \
@@ -28,7 +29,7 @@ run() {
     -print_final_stats=1 -artifact_prefix="artifacts/$target/" >"logs/$target.log" 2>&1 || true
   local runs
   runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "logs/$target.log" | grep -o '[0-9]*$' || echo "?")
-  echo "$target: $runs executions in ${seconds} s, corpus $(ls "corpus/$target" | wc -l), findings $(ls "artifacts/$target" | wc -l)"
+  echo "$target: $runs executions in $((SECONDS - start)) s, corpus $(ls "corpus/$target" | wc -l), findings $(ls "artifacts/$target" | wc -l)"
 }
 export -f run
 export seconds

@@ -125,12 +125,24 @@ pub fn decode_image_with(bytes: &[u8], limits: DecodeLimits) -> Result<DynamicIm
 /// Whether the file is an animation (GIF, APNG or WebP with more than one frame), of which
 /// [`decode_image`] uses the first frame. Unreadable files are not animations.
 pub fn is_animated(bytes: &[u8]) -> bool {
-    use image::AnimationDecoder;
-    use image::codecs::{gif::GifDecoder, png::PngDecoder, webp::WebPDecoder};
+    use image::codecs::{png::PngDecoder, webp::WebPDecoder};
     match image::guess_format(bytes) {
-        Ok(image::ImageFormat::Gif) => GifDecoder::new(Cursor::new(bytes))
-            .map(|d| d.into_frames().take(2).count() > 1)
-            .unwrap_or(false),
+        // Frame headers only: decoding frames would paint them on a canvas of the GIF's
+        // stated screen size, gigabytes for a 22-byte file (a fuzzing finding).
+        Ok(image::ImageFormat::Gif) => {
+            let mut options = gif::DecodeOptions::new();
+            options.skip_frame_decoding(true);
+            options
+                .read_info(Cursor::new(bytes))
+                .map(|mut decoder| {
+                    let mut frames = 0;
+                    while frames < 2 && matches!(decoder.read_next_frame(), Ok(Some(_))) {
+                        frames += 1;
+                    }
+                    frames > 1
+                })
+                .unwrap_or(false)
+        }
         Ok(image::ImageFormat::Png) => PngDecoder::new(Cursor::new(bytes))
             .and_then(|d| d.is_apng())
             .unwrap_or(false),
@@ -274,6 +286,40 @@ mod tests {
         let mut bytes = Cursor::new(Vec::new());
         image.write_to(&mut bytes, format).unwrap();
         bytes.into_inner()
+    }
+
+    /// The `image_decode` fuzz target's finding: a 22-byte GIF whose screen is 62,949 ×
+    /// 22,968 pixels. Counting its frames once painted them on a canvas that size (over 2 GB
+    /// before libFuzzer stopped it); now it is read from the frame headers.
+    #[test]
+    fn a_tiny_gif_claiming_a_huge_screen_is_counted_without_painting_it() {
+        let bomb = [
+            0x47, 0x49, 0x46, 0x38, 0x37, 0x61, 0xe5, 0xf5, 0xb8, 0x59, 0x46, 0x38, 0x39, 0x61,
+            0x20, 0x06, 0x20, 0x00, 0xf7, 0x00, 0x00, 0x38,
+        ];
+        assert!(!is_animated(&bomb));
+        let err = decode_image(&bomb).unwrap_err().to_string();
+        assert!(err.contains("too large"), "{err}");
+    }
+
+    #[test]
+    fn gif_frames_are_counted() {
+        use image::codecs::gif::GifEncoder;
+        use image::{Delay, Frame, RgbaImage};
+        let gif = |frames: usize| {
+            let mut bytes = Vec::new();
+            let mut encoder = GifEncoder::new(&mut bytes);
+            for i in 0..frames {
+                let picture = RgbaImage::from_pixel(8, 8, Rgba([40 * i as u8, 0, 0, 255]));
+                let frame = Frame::from_parts(picture, 0, 0, Delay::from_numer_denom_ms(100, 1));
+                encoder.encode_frame(frame).unwrap();
+            }
+            drop(encoder);
+            bytes
+        };
+        assert!(!is_animated(&gif(1)));
+        assert!(is_animated(&gif(2)));
+        assert!(is_animated(&gif(3)));
     }
 
     #[test]

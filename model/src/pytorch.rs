@@ -352,6 +352,13 @@ pub fn recorded_normalization(state: &[u8]) -> Option<Normalization> {
     serde_json::from_str(&text).ok()
 }
 
+/// The class names an exported state dict records in its metadata (`classes`), if any.
+pub fn recorded_classes(state: &[u8]) -> Option<Vec<String>> {
+    let (_, metadata) = SafeTensors::read_metadata(state).ok()?;
+    let text = metadata.metadata().as_ref()?.get("classes")?.clone();
+    serde_json::from_str(&text).ok()
+}
+
 /// Transposes a row-major `rows × cols` matrix of 4-byte values.
 fn transpose4(data: &[u8], rows: usize, cols: usize) -> Vec<u8> {
     let mut out = vec![0u8; data.len()];

@@ -121,6 +121,7 @@ fn exported_state_dicts_import_back_and_wrong_ones_are_refused_with_the_list() {
             model: model_args(name),
             mean: None,
             std: None,
+            classes: None,
             out: out.clone(),
         })
         .unwrap();
@@ -154,6 +155,7 @@ fn exported_state_dicts_import_back_and_wrong_ones_are_refused_with_the_list() {
             model: model_args("resnet20"),
             mean: None,
             std: None,
+            classes: None,
             out: dir.join("wrong.safetensors"),
         })
         .unwrap_err()

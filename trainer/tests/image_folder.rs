@@ -13,9 +13,12 @@ use trainer::args::{BackendArg, CheckpointArg, DataArg, OutputArg};
 use trainer::backend::Backend;
 use trainer::cmd::data::{DataInfoArgs, info};
 use trainer::cmd::eval::EvalArgs;
+use trainer::cmd::export::{self, ExportArgs, ExportFormat};
+use trainer::cmd::import::{self, ImportArgs};
 use trainer::cmd::predict::{self, PredictArgs};
 use trainer::data::folder::{cached_batches, is_image_folder};
 use trainer::data::{CifarSet, locate};
+use trainer::train::config::ModelArgs;
 use trainer::train::{self, TrainArgs, TrainJob};
 
 /// Writes image `i` of `set` as `dir/<class>/<i>.<ext>`, scaled to `w × h`.
@@ -245,6 +248,31 @@ fn a_folder_of_other_classes_trains_a_network_that_names_them() {
     assert_eq!(ranked.len(), 3, "{ranked:?}");
     ranked.sort();
     assert_eq!(ranked, ["boat", "kitty", "puppy"]);
+
+    // Exported to PyTorch and imported back, it keeps its three classes and their names (the
+    // state dict's metadata carries them).
+    let exported = export::run(&ExportArgs {
+        checkpoint: CheckpointArg {
+            checkpoint: checkpoint.clone(),
+        },
+        format: ExportFormat::Pytorch,
+        out: Some(root.join("three.pytorch.safetensors")),
+    })
+    .unwrap();
+    let imported = import::run(&ImportArgs {
+        pytorch: exported,
+        model: ModelArgs {
+            model: "tiny-cnn".into(),
+            ..Default::default()
+        },
+        mean: None,
+        std: None,
+        classes: None,
+        out: root.join("imported.safetensors"),
+    })
+    .unwrap();
+    assert_eq!(imported.info.classes, names);
+    assert_eq!(imported.model.config().classes(), 3);
 
     // A CIFAR-10 network cannot be evaluated on these classes: the error says why.
     let err = format!(

@@ -31,6 +31,7 @@ fn import(file: &str, model: &str, out: PathBuf) -> anyhow::Result<model::Checkp
         },
         mean: None,
         std: None,
+        classes: None,
         out,
     })
 }

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::Args;
 use half::{bf16, f16};
-use model::{Checkpoint, CheckpointInfo, ModelConfig, Normalization};
+use model::{CLASSES, Checkpoint, CheckpointInfo, ModelConfig, Normalization};
 use pytorch_reader::{DType, PytorchReader};
 use safetensors::tensor::{Dtype, TensorView};
 
@@ -33,6 +33,10 @@ pub struct ImportArgs {
     /// Per-channel standard deviation, `r,g,b` (with --mean).
     #[arg(long, value_delimiter = ',', num_args = 3)]
     pub std: Option<Vec<f32>>,
+    /// Class names in label order, comma-separated [default: the file's metadata, else
+    /// `<file>.json`'s "classes", else CIFAR-10's ten]; the network gets that many outputs.
+    #[arg(long, value_delimiter = ',')]
+    pub classes: Option<Vec<String>>,
     /// The checkpoint to write.
     #[arg(short, long)]
     pub out: PathBuf,
@@ -41,12 +45,16 @@ pub struct ImportArgs {
 /// Writes the checkpoint and returns it.
 pub fn run(args: &ImportArgs) -> Result<Checkpoint> {
     let state = read_state_dict(&args.pytorch)?;
-    let config = ModelConfig::from_name(&args.model.model, &args.model.options)?;
+    let classes = class_names(args, &state)?;
+    let config = ModelConfig::from_name(&args.model.model, &args.model.options)?
+        .with_classes(classes.len())?;
     let normalization = normalization(args, &state)?;
     let cpu = Device::flex();
+    let mut info = CheckpointInfo::cifar10(normalization);
+    info.classes = classes;
     let template = Checkpoint {
         model: config.init(&cpu)?,
-        info: CheckpointInfo::cifar10(normalization),
+        info,
     }
     .to_bytes()?;
     let bytes = model::pytorch::from_state_dict(&state, &template).with_context(|| {
@@ -59,6 +67,28 @@ pub fn run(args: &ImportArgs) -> Result<Checkpoint> {
     let checkpoint = Checkpoint::from_bytes(&bytes, &cpu)?;
     write_atomic(&args.out, &bytes)?;
     Ok(checkpoint)
+}
+
+/// The class names from `--classes`, the file's metadata, a JSON file beside it, or
+/// CIFAR-10's.
+fn class_names(args: &ImportArgs, state: &[u8]) -> Result<Vec<String>> {
+    if let Some(classes) = &args.classes {
+        return Ok(classes.clone());
+    }
+    if let Some(recorded) = model::pytorch::recorded_classes(state) {
+        return Ok(recorded);
+    }
+    let beside = args.pytorch.with_extension("json");
+    if let Ok(text) = std::fs::read_to_string(&beside) {
+        let value: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{}", beside.display()))?;
+        if let Some(classes) = value.get("classes") {
+            return serde_json::from_value(classes.clone()).with_context(|| {
+                format!("{}: `classes` must be a list of names", beside.display())
+            });
+        }
+    }
+    Ok(CLASSES.map(String::from).to_vec())
 }
 
 /// The normalisation from the flags, the file's metadata, or a JSON file beside it.
