@@ -86,7 +86,7 @@ pub enum Action {
         print_config: bool,
     },
     /// Any other subcommand.
-    Run(Command),
+    Run(Box<Command>),
 }
 
 impl Cli {
@@ -105,7 +105,7 @@ impl Cli {
                     print_config: args.print_config,
                 })
             }
-            Some(other) => Ok(Action::Run(other)),
+            Some(other) => Ok(Action::Run(Box::new(other))),
             None => Ok(Action::Train {
                 job: Box::new(TrainArgs::parse_job::<&str>(&[])?),
                 print_config: false,

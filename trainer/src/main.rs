@@ -19,7 +19,7 @@ fn main() -> Result<()> {
             }
             return Ok(());
         }
-        Ok(Action::Run(command)) => command,
+        Ok(Action::Run(command)) => *command,
         Err(e) => match e.downcast::<clap::Error>() {
             Ok(clap_error) => clap_error.exit(),
             Err(other) => return Err(other),
