@@ -69,6 +69,18 @@ pub fn run(args: &ImportArgs) -> Result<Checkpoint> {
     Ok(checkpoint)
 }
 
+/// `<file>.json` beside the state dict, and its contents when it exists.
+fn beside_json(args: &ImportArgs) -> Result<(PathBuf, Option<serde_json::Value>)> {
+    let beside = args.pytorch.with_extension("json");
+    let value = match std::fs::read_to_string(&beside) {
+        Ok(text) => {
+            Some(serde_json::from_str(&text).with_context(|| format!("{}", beside.display()))?)
+        }
+        Err(_) => None,
+    };
+    Ok((beside, value))
+}
+
 /// The class names from `--classes`, the file's metadata, a JSON file beside it, or
 /// CIFAR-10's.
 fn class_names(args: &ImportArgs, state: &[u8]) -> Result<Vec<String>> {
@@ -78,15 +90,10 @@ fn class_names(args: &ImportArgs, state: &[u8]) -> Result<Vec<String>> {
     if let Some(recorded) = model::pytorch::recorded_classes(state) {
         return Ok(recorded);
     }
-    let beside = args.pytorch.with_extension("json");
-    if let Ok(text) = std::fs::read_to_string(&beside) {
-        let value: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("{}", beside.display()))?;
-        if let Some(classes) = value.get("classes") {
-            return serde_json::from_value(classes.clone()).with_context(|| {
-                format!("{}: `classes` must be a list of names", beside.display())
-            });
-        }
+    let (beside, value) = beside_json(args)?;
+    if let Some(classes) = value.as_ref().and_then(|v| v.get("classes")) {
+        return serde_json::from_value(classes.clone())
+            .with_context(|| format!("{}: `classes` must be a list of names", beside.display()));
     }
     Ok(CLASSES.map(String::from).to_vec())
 }
@@ -105,10 +112,8 @@ fn normalization(args: &ImportArgs, state: &[u8]) -> Result<Normalization> {
     if let Some(recorded) = model::pytorch::recorded_normalization(state) {
         return Ok(recorded);
     }
-    let beside = args.pytorch.with_extension("json");
-    if let Ok(text) = std::fs::read_to_string(&beside) {
-        let value: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("{}", beside.display()))?;
+    let (beside, value) = beside_json(args)?;
+    if let Some(value) = value {
         return serde_json::from_value(value["normalization"].clone()).with_context(|| {
             format!(
                 "{} has no `normalization` {{\"mean\": [r, g, b], \"std\": [r, g, b]}}",
