@@ -58,6 +58,9 @@ const SOFTWARE_ADAPTERS: [&str; 4] = ["llvmpipe", "lavapipe", "swiftshader", "so
 /// Opens the default wgpu adapter and runs one tiny operation; returns its name, or `None`
 /// when wgpu has no adapter here. Panics inside wgpu are caught and kept quiet.
 fn probe_wgpu() -> Option<(Device, String)> {
+    // wgpu asks every graphics API, and on a machine without a display Wayland's client
+    // library prints "XDG_RUNTIME_DIR is invalid" while the GL one is asked: not our error.
+    let _quiet = QuietStderr::new();
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let result = std::panic::catch_unwind(|| {
@@ -71,6 +74,52 @@ fn probe_wgpu() -> Option<(Device, String)> {
     });
     std::panic::set_hook(hook);
     result.ok().flatten()
+}
+
+/// Standard error sent to /dev/null while it lives (Unix; elsewhere it does nothing).
+struct QuietStderr {
+    #[cfg(unix)]
+    saved: Option<i32>,
+}
+
+impl QuietStderr {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            // SAFETY: plain descriptor calls; 2 is restored from `saved` on drop, and a
+            // failed call leaves standard error as it was.
+            let saved = unsafe {
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+                if null < 0 {
+                    return Self { saved: None };
+                }
+                let saved = libc::dup(2);
+                if saved >= 0 && libc::dup2(null, 2) < 0 {
+                    libc::close(saved);
+                    libc::close(null);
+                    return Self { saved: None };
+                }
+                libc::close(null);
+                (saved >= 0).then_some(saved)
+            };
+            Self { saved }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+}
+
+impl Drop for QuietStderr {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(saved) = self.saved {
+            // SAFETY: `saved` is the descriptor `new` duplicated from 2.
+            unsafe {
+                libc::dup2(saved, 2);
+                libc::close(saved);
+            }
+        }
+    }
 }
 
 /// Picks the device for `backend`.

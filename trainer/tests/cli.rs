@@ -67,3 +67,29 @@ fn bad_input_fails_with_a_clear_message() {
         "{out}"
     );
 }
+
+#[test]
+fn choosing_the_backend_prints_only_its_own_lines() {
+    // Without a display, asking wgpu's GL backend made Wayland's library print an error line.
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args([
+            "predict",
+            "-c",
+            &format!("{root}/weights/tiny-cnn.safetensors"),
+            &format!("{root}/web-demo/gallery/00515-cat.png"),
+        ])
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("00515-cat.png"), "{stdout}");
+    // Standard error is back after the probe: the choice is printed, nothing else.
+    assert!(stderr.contains("Backend: "), "{stderr}");
+    assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{stderr}");
+}
