@@ -8,7 +8,7 @@ use trainer::data::CifarSet;
 use trainer::data::cifar::RECORD_BYTES;
 
 fuzz_target!(|bytes: &[u8]| {
-    let classes: Vec<String> = model::CLASSES.iter().map(|c| c.to_string()).collect();
+    let classes = model::cifar10_class_names();
     if let Ok(set) = CifarSet::parse(bytes, "fuzz input", &classes) {
         assert_eq!(set.len() * RECORD_BYTES, bytes.len());
         assert_eq!(set.pixels.len(), set.len() * IMAGE_VALUES);

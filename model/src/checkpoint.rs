@@ -7,7 +7,7 @@ use burn::tensor::{DType, Device};
 use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 
-use crate::{CLASSES, Model, ModelConfig, ModelError, Normalization};
+use crate::{Model, ModelConfig, ModelError, Normalization, cifar10_class_names};
 
 /// The SafeTensors metadata key under which the header is stored.
 pub const METADATA_KEY: &str = "cifar-burn";
@@ -40,13 +40,18 @@ pub struct CheckpointInfo {
 }
 
 impl CheckpointInfo {
-    /// Info for a CIFAR-10 model trained with `normalization`.
-    pub fn cifar10(normalization: Normalization) -> Self {
+    /// Info for a model of `classes` trained with `normalization`.
+    pub fn new(normalization: Normalization, classes: Vec<String>) -> Self {
         Self {
             normalization,
-            classes: CLASSES.iter().map(|c| c.to_string()).collect(),
+            classes,
             training: serde_json::Value::Null,
         }
+    }
+
+    /// Info for a CIFAR-10 model trained with `normalization`.
+    pub fn cifar10(normalization: Normalization) -> Self {
+        Self::new(normalization, cifar10_class_names())
     }
 }
 

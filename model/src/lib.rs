@@ -37,6 +37,11 @@ pub const CLASSES: [&str; 10] = [
     "truck",
 ];
 
+/// The CIFAR-10 class names as owned strings (what data and checkpoints carry).
+pub fn cifar10_class_names() -> Vec<String> {
+    CLASSES.map(String::from).to_vec()
+}
+
 /// Number of CIFAR-10 classes: what a network predicts unless its data has other classes.
 pub const NUM_CLASSES: usize = CLASSES.len();
 

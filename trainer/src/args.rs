@@ -85,10 +85,3 @@ pub struct OutputArg {
     #[arg(short, long)]
     pub out: Option<PathBuf>,
 }
-
-impl OutputArg {
-    /// `out` when given, else `default`.
-    pub fn or(&self, default: impl FnOnce() -> PathBuf) -> PathBuf {
-        self.out.clone().unwrap_or_else(default)
-    }
-}

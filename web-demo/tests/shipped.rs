@@ -109,14 +109,13 @@ fn a_checkpoint_of_other_classes_is_shown_with_its_own_names() {
         .unwrap()
         .with_classes(2)
         .unwrap();
-    let mut info = model::CheckpointInfo::cifar10(model::Normalization {
+    let normalization = model::Normalization {
         mean: [0.5; 3],
         std: [0.25; 3],
-    });
-    info.classes = names.clone();
+    };
     let checkpoint = model::Checkpoint {
         model: config.init(&Device::flex()).unwrap(),
-        info,
+        info: model::CheckpointInfo::new(normalization, names.clone()),
     };
     let classifier = Classifier::load(&checkpoint.to_bytes().unwrap(), &Device::flex()).unwrap();
     assert_eq!(classifier.summary().classes, names);

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::Args;
 use half::{bf16, f16};
-use model::{CLASSES, Checkpoint, CheckpointInfo, ModelConfig, Normalization};
+use model::{Checkpoint, CheckpointInfo, ModelConfig, Normalization, cifar10_class_names};
 use pytorch_reader::{DType, PytorchReader};
 use safetensors::tensor::{Dtype, TensorView};
 
@@ -50,11 +50,9 @@ pub fn run(args: &ImportArgs) -> Result<Checkpoint> {
         .with_classes(classes.len())?;
     let normalization = normalization(args, &state)?;
     let cpu = Device::flex();
-    let mut info = CheckpointInfo::cifar10(normalization);
-    info.classes = classes;
     let template = Checkpoint {
         model: config.init(&cpu)?,
-        info,
+        info: CheckpointInfo::new(normalization, classes),
     }
     .to_bytes()?;
     let bytes = model::pytorch::from_state_dict(&state, &template).with_context(|| {
@@ -95,7 +93,7 @@ fn class_names(args: &ImportArgs, state: &[u8]) -> Result<Vec<String>> {
         return serde_json::from_value(classes.clone())
             .with_context(|| format!("{}: `classes` must be a list of names", beside.display()));
     }
-    Ok(CLASSES.map(String::from).to_vec())
+    Ok(cifar10_class_names())
 }
 
 /// The normalisation from the flags, the file's metadata, or a JSON file beside it.

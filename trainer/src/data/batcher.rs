@@ -130,7 +130,7 @@ mod tests {
 
     fn set() -> Arc<CifarSet> {
         let mut set = CifarSet {
-            classes: model::CLASSES.map(String::from).to_vec(),
+            classes: model::cifar10_class_names(),
             ..CifarSet::default()
         };
         for i in 0..5u8 {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
-use model::{CLASSES, IMAGE_VALUES, MAX_CLASSES};
+use model::{IMAGE_VALUES, MAX_CLASSES, cifar10_class_names};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -170,7 +170,7 @@ impl CifarSet {
 pub fn class_names(dir: &Path) -> Result<Vec<String>> {
     let path = dir.join(META_FILE);
     if !path.exists() {
-        return Ok(CLASSES.iter().map(|c| c.to_string()).collect());
+        return Ok(cifar10_class_names());
     }
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
@@ -193,10 +193,6 @@ pub fn class_names(dir: &Path) -> Result<Vec<String>> {
 mod tests {
     use super::*;
 
-    fn ten() -> Vec<String> {
-        CLASSES.iter().map(|c| c.to_string()).collect()
-    }
-
     fn sample_dir() -> std::path::PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/sample")
     }
@@ -206,7 +202,10 @@ mod tests {
         let train = CifarSet::train(&sample_dir()).unwrap();
         let test = CifarSet::test(&sample_dir()).unwrap();
         assert_eq!((train.len(), test.len()), (500, 200));
-        assert_eq!((&train.classes, &test.classes), (&ten(), &ten()));
+        assert_eq!(
+            (&train.classes, &test.classes),
+            (&cifar10_class_names(), &cifar10_class_names())
+        );
         assert_eq!(train.pixels.len(), 500 * IMAGE_VALUES);
         // The sample is cut from the start of the real test batch: 3 8 8 0 6 6 1 6 3 1.
         assert_eq!(&train.labels[..10], &[3, 8, 8, 0, 6, 6, 1, 6, 3, 1]);
@@ -221,12 +220,16 @@ mod tests {
     #[test]
     fn rejects_a_truncated_file_naming_the_offset() {
         let bytes = std::fs::read(sample_dir().join("test_batch.bin")).unwrap();
-        let err = CifarSet::parse(&bytes[..RECORD_BYTES * 3 + 100], "cut.bin", &ten())
-            .unwrap_err()
-            .to_string();
+        let err = CifarSet::parse(
+            &bytes[..RECORD_BYTES * 3 + 100],
+            "cut.bin",
+            &cifar10_class_names(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("cut.bin is truncated"), "{err}");
         assert!(err.contains("byte offset 9219"), "{err}");
-        let err = CifarSet::parse(&[], "empty.bin", &ten())
+        let err = CifarSet::parse(&[], "empty.bin", &cifar10_class_names())
             .unwrap_err()
             .to_string();
         assert!(err.contains("empty.bin is empty"), "{err}");
@@ -236,7 +239,7 @@ mod tests {
     fn rejects_a_bad_label_naming_record_and_offset() {
         let mut bytes = std::fs::read(sample_dir().join("test_batch.bin")).unwrap();
         bytes[RECORD_BYTES * 7] = 12;
-        let err = CifarSet::parse(&bytes, "bad.bin", &ten())
+        let err = CifarSet::parse(&bytes, "bad.bin", &cifar10_class_names())
             .unwrap_err()
             .to_string();
         assert!(

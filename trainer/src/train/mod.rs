@@ -396,8 +396,7 @@ fn checkpoint_info(
     m: &EpochMetrics,
     run: &RunDir,
 ) -> CheckpointInfo {
-    let mut info = CheckpointInfo::cifar10(normalization);
-    info.classes = classes.to_vec();
+    let mut info = CheckpointInfo::new(normalization, classes.to_vec());
     info.training = json!({
         "run": run.path,
         "epoch": m.epoch,
