@@ -431,6 +431,10 @@ async function main() {
     const module = await bindings();
     const { Demo } = module;
     state.memoryBytes = module.memory_bytes;
+    // Flex's own convolution and batch norm instead of the patched kernels: the page's CPU
+    // path before the patch, for measuring it (patches/README.md).
+    const generic = params.get("flex-kernels") === "generic";
+    module.set_flex_kernels(!generic);
     const adapter = await webGpuAdapter();
     let why = adapter ? "" : params.get("backend") === "cpu" ? "running on the CPU (?backend=cpu)"
       : "running on the CPU: this browser has no WebGPU";
@@ -451,6 +455,7 @@ async function main() {
     $("method").replaceChildren(...methods.map((m) => Object.assign(new Option(m.title, m.name),
       { title: m.class_specific ? "" : "shows the strongest pattern, whatever the class" })));
     if (methods.some((m) => m.name === params.get("method"))) $("method").value = params.get("method");
+    if (generic) why += " (Flex's own convolution and batch norm: ?flex-kernels=generic)";
     showBackend(why);
     state.manifest = await (await fetch("weights/manifest.json")).json();
     const select = $("model");

@@ -1,6 +1,7 @@
 //! The `trainer` crate: the CIFAR-10 data pipeline, the training loop, evaluation and
 //! prediction behind the `trainer` command line.
 
+pub mod allocator;
 pub mod args;
 pub mod backend;
 pub mod cli;

@@ -9,6 +9,7 @@ use trainer::cmd::{
 use trainer::train;
 
 fn main() -> Result<()> {
+    trainer::allocator::keep_freed_memory();
     let argv: Vec<String> = std::env::args().collect();
     let command = match Cli::action(argv) {
         Ok(Action::Train { job, print_config }) => {

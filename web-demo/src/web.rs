@@ -24,6 +24,14 @@ pub fn memory_bytes() -> f64 {
     (core::arch::wasm32::memory_size::<0>() * 65_536) as f64
 }
 
+/// Switches the CPU backend between the patched NCHW kernels for convolution and batch norm
+/// (`true`, the default) and Flex's own route (`false`): the page's `?flex-kernels=generic`
+/// measures its CPU path before the patch (`patches/README.md`).
+#[wasm_bindgen]
+pub fn set_flex_kernels(nchw: bool) {
+    burn_flex::set_nchw_kernels(nchw);
+}
+
 /// One page's model, image and device.
 #[wasm_bindgen]
 pub struct Demo {
