@@ -5,18 +5,35 @@ use burn::tensor::{Device, Distribution, Tensor};
 use model::cam::{CamMethod, explain, explain_each, upsample};
 use model::{Checkpoint, CheckpointInfo, ModelConfig, ModelOptions, Normalization};
 use safetensors::SafeTensors;
+use std::sync::Mutex;
+
+/// Flex's random generator is one for the process and the tests run in parallel: each seeded
+/// draw holds this lock, so every test sees the same weights and images on every run.
+static RANDOM: Mutex<()> = Mutex::new(());
+
+/// `f` with Flex's generator seeded with `seed`, no other test drawing in between.
+fn seeded<T>(seed: u64, f: impl FnOnce(&Device) -> T) -> T {
+    let _lock = RANDOM
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let device = Device::flex();
+    device.seed(seed);
+    f(&device)
+}
 
 fn resnet8() -> model::Model {
-    ModelConfig::from_name("resnet8", &ModelOptions::default())
-        .unwrap()
-        .init(&Device::flex())
-        .unwrap()
+    seeded(0, |device| {
+        ModelConfig::from_name("resnet8", &ModelOptions::default())
+            .unwrap()
+            .init(device)
+            .unwrap()
+    })
 }
 
 fn image(seed: u64) -> Tensor<4> {
-    let device = Device::flex();
-    device.seed(seed);
-    Tensor::random([1, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device)
+    seeded(seed, |device| {
+        Tensor::random([1, 3, 32, 32], Distribution::Normal(0.0, 1.0), device)
+    })
 }
 
 /// The classifier's weights `W[class][channel]` (Burn stores linear weights `[in, out]`).
