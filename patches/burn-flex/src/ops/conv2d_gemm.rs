@@ -227,7 +227,11 @@ fn for_each_shifted_plane(
 }
 
 /// The span of a shifted plane from its first to its last valid element (`None` if empty).
-fn valid_span(w: usize, (top, bottom): (usize, usize), (lo, hi): (usize, usize)) -> Option<(usize, usize)> {
+fn valid_span(
+    w: usize,
+    (top, bottom): (usize, usize),
+    (lo, hi): (usize, usize),
+) -> Option<(usize, usize)> {
     (top < bottom && lo < hi).then(|| (top * w + lo, (bottom - 1) * w + hi))
 }
 
@@ -247,10 +251,7 @@ fn unfold<T: Scalar>(x: &[T], g: &Geometry, group: usize, col: &mut [T]) {
             // Rows outside the input, and the columns that wrapped around to a neighbour row.
             out[..rows.0 * w].fill(T::zero());
             out[rows.1 * w..].fill(T::zero());
-            for line in out[rows.0 * w..rows.1 * w].chunks_mut(w) {
-                line[..lo].fill(T::zero());
-                line[hi..].fill(T::zero());
-            }
+            zero_columns(&mut out[rows.0 * w..rows.1 * w], w, (lo, hi));
         });
         return;
     }
@@ -275,29 +276,23 @@ fn unfold<T: Scalar>(x: &[T], g: &Geometry, group: usize, col: &mut [T]) {
     });
 }
 
-/// Adds `col` (`[K, N]`) back onto the image gradient `dx` (`[C_in, H, W]`) for `group`:
-/// the transpose of [`unfold`]. `col` is scratch: its wrapped-around columns are zeroed.
-fn fold<T: Scalar>(col: &mut [T], g: &Geometry, group: usize, dx: &mut [T]) {
-    let n = g.n();
-    if is_shifted_plane(g) {
-        let w = g.w;
-        for_each_shifted_plane(g, group, |row, plane, delta, rows, (lo, hi)| {
-            let Some((first, end)) = valid_span(w, rows, (lo, hi)) else {
-                return;
-            };
-            let src = &mut col[row * n..(row + 1) * n];
-            // Zero the columns that would wrap to a neighbour row, then add the whole span.
-            for line in src[rows.0 * w..rows.1 * w].chunks_mut(w) {
-                line[..lo].fill(T::zero());
-                line[hi..].fill(T::zero());
-            }
-            let start = (plane as isize + first as isize + delta) as usize;
-            for (d, &s) in dx[start..start + (end - first)].iter_mut().zip(&src[first..end]) {
-                *d += s;
-            }
-        });
-        return;
+/// Zeroes columns `..lo` and `hi..` of the `w`-wide lines of `lines`, a column at a time: only
+/// one or two columns for a 3×3 kernel, where a `fill` per line would call `memset` for one
+/// element.
+fn zero_columns<T: Scalar>(lines: &mut [T], w: usize, (lo, hi): (usize, usize)) {
+    for column in (0..lo).chain(hi..w) {
+        lines
+            .iter_mut()
+            .skip(column)
+            .step_by(w)
+            .for_each(|v| *v = T::zero());
     }
+}
+
+/// Adds `col` (`[K, N]`) back onto the image gradient `dx` (`[C_in, H, W]`) for `group`:
+/// the transpose of [`unfold`], for the convolutions [`data_grad_as_forward`] does not take.
+fn fold<T: Scalar>(col: &[T], g: &Geometry, group: usize, dx: &mut [T]) {
+    let n = g.n();
     let sw = g.stride[1];
     for_each_patch_row(g, group, |row, oy, input, x_offset, (lo, hi)| {
         let Some(start) = input else { return };
@@ -498,7 +493,59 @@ fn forward_slices<T: Scalar>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Geometry)
     y
 }
 
+/// For a stride-1 convolution the input gradient is itself a convolution: of `dy` with the
+/// kernel flipped in space and its input and output channels swapped, with `dilation·(k−1) −
+/// pad` padding before. Its geometry, when that padding is not negative.
+///
+/// Computing it as a forward convolution (unfold `dy`, one GEMM of depth `C_out·kh·kw`)
+/// writes each input gradient once, where the general route's GEMM has depth `C_out` only and
+/// its `col` result is added back onto the input planes by [`fold`], `kh·kw` passes.
+fn data_grad_as_forward(g: &Geometry) -> Option<Geometry> {
+    if g.stride != [1, 1] {
+        return None;
+    }
+    let pad = |i: usize, k: usize| (g.dilation[i] * (k - 1)).checked_sub(g.pad[i]);
+    Some(Geometry {
+        batch: g.batch,
+        c_in: g.c_out,
+        h: g.h_out,
+        w: g.w_out,
+        c_out: g.c_in,
+        kh: g.kh,
+        kw: g.kw,
+        stride: [1, 1],
+        pad: [pad(0, g.kh)?, pad(1, g.kw)?],
+        dilation: g.dilation,
+        groups: g.groups,
+        h_out: g.h,
+        w_out: g.w,
+    })
+}
+
+/// The kernel of [`data_grad_as_forward`]: `w'[group·C_in_g + i, o, ky, kx] =
+/// w[group·C_out_g + o, i, kh−1−ky, kw−1−kx]`.
+fn flipped_transposed<T: Scalar>(w: &[T], g: &Geometry) -> Vec<T> {
+    let (c_in_g, c_out_g, taps) = (g.c_in / g.groups, g.c_out / g.groups, g.kh * g.kw);
+    let mut flipped = uninit_vec(w.len());
+    for group in 0..g.groups {
+        for o in 0..c_out_g {
+            for i in 0..c_in_g {
+                let src = &w[((group * c_out_g + o) * c_in_g + i) * taps..][..taps];
+                let dst = &mut flipped[((group * c_in_g + i) * c_out_g + o) * taps..][..taps];
+                // Reversing the `[ky, kx]` taps maps `(ky, kx)` to `(kh−1−ky, kw−1−kx)`.
+                dst.iter_mut()
+                    .zip(src.iter().rev())
+                    .for_each(|(d, &s)| *d = s);
+            }
+        }
+    }
+    flipped
+}
+
 fn data_grad_slices<T: Scalar>(dy: &[T], w: &[T], g: &Geometry) -> Vec<T> {
+    if let Some(transposed) = data_grad_as_forward(g) {
+        return forward_slices(dy, &flipped_transposed(w, g), None, &transposed);
+    }
     let (k, n) = (g.k(), g.n());
     let c_out_g = g.c_out / g.groups;
     let mut dx = vec![T::zero(); g.batch * g.image_in()];
@@ -526,13 +573,19 @@ fn weight_grad_slices<T: Scalar>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
     let (k, n) = (g.k(), g.n());
     let c_out_g = g.c_out / g.groups;
     let weights = g.c_out * k;
-    // One partial gradient per contiguous run of images, then their sum.
+    // One partial gradient per contiguous run of images, then their sum. `gemm` keeps the
+    // destination column-major and gathers every operand without unit row stride into packed
+    // panels, one element at a time: so each image's `dy` is transposed first (`dyᵀ` has unit
+    // row stride as the left operand), and the gradient is accumulated column-major, as
+    // `dwᵀ` (`[K, C_out]`), then transposed once.
     let accumulate = |images: core::ops::Range<usize>, parallel: bool| {
-        let mut dw = vec![T::zero(); weights];
-        let mut col = vec![T::zero(); if g.is_pointwise() { 0 } else { k * n }];
+        let mut dw_t = vec![T::zero(); weights];
+        let mut col = uninit_vec(if g.is_pointwise() { 0 } else { k * n });
+        let mut dy_t = uninit_vec(g.image_out());
         for b in images {
             let x_b = &x[b * g.image_in()..(b + 1) * g.image_in()];
             let dy_b = &dy[b * g.image_out()..(b + 1) * g.image_out()];
+            transpose(dy_b, g.c_out, n, &mut dy_t);
             for group in 0..g.groups {
                 let rhs = if g.is_pointwise() {
                     Operand::transposed(&x_b[group * k * n..], n)
@@ -542,37 +595,53 @@ fn weight_grad_slices<T: Scalar>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
                 };
                 matmul(
                     [c_out_g, k, n],
-                    &mut dw[group * c_out_g * k..],
-                    Layout2::rows(k),
+                    &mut dw_t[group * c_out_g..],
+                    Layout2::columns(g.c_out),
                     true,
-                    Operand::rows(&dy_b[group * c_out_g * n..], n),
+                    Operand::transposed(&dy_t[group * c_out_g..], g.c_out),
                     rhs,
                     parallel,
                 );
             }
         }
-        dw
+        dw_t
     };
     #[cfg(feature = "rayon")]
-    {
+    let dw_t = {
         use rayon::prelude::*;
         let threads = rayon::current_num_threads().min(g.batch).max(1);
         if threads == 1 {
-            return accumulate(0..g.batch, g.batch == 1);
+            accumulate(0..g.batch, g.batch == 1)
+        } else {
+            let per = g.batch.div_ceil(threads);
+            (0..threads)
+                .into_par_iter()
+                .map(|t| accumulate(t * per..((t + 1) * per).min(g.batch), false))
+                .reduce_with(|mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(a, &b)| *a += b);
+                    a
+                })
+                .expect("at least one thread")
         }
-        let per = g.batch.div_ceil(threads);
-        (0..threads)
-            .into_par_iter()
-            .map(|t| accumulate(t * per..((t + 1) * per).min(g.batch), false))
-            .reduce_with(|mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, &b)| *a += b);
-                a
-            })
-            .expect("at least one thread")
-    }
+    };
     #[cfg(not(feature = "rayon"))]
-    {
-        accumulate(0..g.batch, false)
+    let dw_t = accumulate(0..g.batch, false);
+    let mut dw = uninit_vec(weights);
+    transpose(&dw_t, k, g.c_out, &mut dw);
+    dw
+}
+
+/// Writes the transpose of the row-major `[rows, cols]` matrix `src` into `dst`
+/// (`[cols, rows]`), in blocks of 16 columns so the writes stay in the first-level cache.
+fn transpose<T: Scalar>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
+    const BLOCK: usize = 16;
+    for start in (0..cols).step_by(BLOCK) {
+        let end = (start + BLOCK).min(cols);
+        for (r, line) in src.chunks_exact(cols).enumerate().take(rows) {
+            for (c, &v) in line[start..end].iter().enumerate() {
+                dst[(start + c) * rows + r] = v;
+            }
+        }
     }
 }
 
@@ -646,7 +715,10 @@ pub(crate) fn with_elements(
 fn applies(x: &FlexTensor, weight: &FlexTensor) -> bool {
     nchw_kernels_enabled()
         && x.dtype() == weight.dtype()
-        && matches!(x.dtype(), DType::F32 | DType::F64 | DType::F16 | DType::BF16)
+        && matches!(
+            x.dtype(),
+            DType::F32 | DType::F64 | DType::F16 | DType::BF16
+        )
         && x.layout().shape().num_dims() == 4
 }
 
@@ -809,7 +881,11 @@ mod tests {
                 dilation,
                 groups,
             };
-            Geometry::new(&[batch, c_in, h, w], &[c_out, c_in / groups, kh, kw], &options)
+            Geometry::new(
+                &[batch, c_in, h, w],
+                &[c_out, c_in / groups, kh, kw],
+                &options,
+            )
         }
         vec![
             make([3, 4, 8, 8], [5, 3, 3], [1, 1], [1, 1], [1, 1], [1, 1], 1), // ResNet's 3×3
@@ -822,13 +898,17 @@ mod tests {
             make([5, 3, 4, 4], [2, 3, 3], [3, 3], [1, 1], [1, 1], [1, 1], 1), // stride 3
             make([2, 3, 6, 7], [4, 3, 3], [1, 1], [2, 2], [2, 2], [2, 2], 1), // dilated "same"
             make([2, 2, 6, 5], [3, 3, 3], [1, 1], [0, 1], [0, 1], [1, 1], 1), // rows cropped
+            make([2, 3, 5, 5], [4, 1, 1], [1, 1], [1, 1], [1, 1], [1, 1], 1), // pad beyond kernel
         ]
     }
 
     fn assert_close(actual: &[f64], expected: &[f64], what: &str, g: &Geometry) {
         assert_eq!(actual.len(), expected.len(), "{what} length, {g:?}");
         for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
-            assert!((a - e).abs() < 1e-10, "{what}[{i}] = {a}, expected {e}, {g:?}");
+            assert!(
+                (a - e).abs() < 1e-10,
+                "{what}[{i}] = {a}, expected {e}, {g:?}"
+            );
         }
     }
 
@@ -909,17 +989,30 @@ mod tests {
             let data = dot(&x, &data_grad_slices(&dy, &w, &g));
             let weight = dot(&w, &weight_grad_slices(&x, &dy, &g));
             let tol = 1e-9 * forward.abs().max(1.0);
-            assert!((forward - data).abs() < tol, "{g:?}: ⟨y, dy⟩ {forward} vs ⟨x, dx⟩ {data}");
-            assert!((forward - weight).abs() < tol, "{g:?}: ⟨y, dy⟩ {forward} vs ⟨w, dw⟩ {weight}");
+            assert!(
+                (forward - data).abs() < tol,
+                "{g:?}: ⟨y, dy⟩ {forward} vs ⟨x, dx⟩ {data}"
+            );
+            assert!(
+                (forward - weight).abs() < tol,
+                "{g:?}: ⟨y, dy⟩ {forward} vs ⟨w, dw⟩ {weight}"
+            );
         }
     }
 
     #[test]
     fn output_size_follows_burn() {
-        for (len, k, stride, pad, dilation) in [(32, 3, 1, 1, 1), (32, 3, 2, 1, 1), (7, 3, 2, 1, 1), (9, 2, 1, 2, 2), (8, 1, 2, 0, 1)] {
+        for (len, k, stride, pad, dilation) in [
+            (32, 3, 1, 1, 1),
+            (32, 3, 2, 1, 1),
+            (7, 3, 2, 1, 1),
+            (9, 2, 1, 2, 2),
+            (8, 1, 2, 0, 1),
+        ] {
             let options = ConvOptions::new([stride; 2], [pad; 2], [dilation; 2], 1);
             let g = Geometry::new(&[1, 1, len, len], &[1, 1, k, k], &options);
-            let expected = burn_backend::ops::conv::calculate_conv_output_size(k, stride, pad, dilation, len);
+            let expected =
+                burn_backend::ops::conv::calculate_conv_output_size(k, stride, pad, dilation, len);
             assert_eq!([g.h_out, g.w_out], [expected; 2]);
         }
     }
