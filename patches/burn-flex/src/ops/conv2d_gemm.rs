@@ -400,14 +400,6 @@ struct Layout2 {
 }
 
 impl Layout2 {
-    /// Row-major with `cols` columns.
-    fn rows(cols: usize) -> Self {
-        Self {
-            row_stride: cols,
-            col_stride: 1,
-        }
-    }
-
     /// Column-major with `rows` rows: the transpose of a row-major matrix with `rows` columns.
     fn columns(rows: usize) -> Self {
         Self {
