@@ -70,13 +70,14 @@ pub struct BenchArgs {
         default_value = "train,infer,data"
     )]
     pub phases: Vec<Phase>,
-    /// Flex's kernels for convolution and batch norm: this project's NCHW kernels, Flex's
-    /// generic route, or both one after the other (rows `flex` and `flex-generic`).
+    /// Flex's kernels for convolution, batch norm, max pooling and ReLU: this project's
+    /// NCHW kernels, Flex's generic route, or both one after the other (rows `flex` and `flex-generic`).
     #[arg(long, value_enum, default_value_t = FlexKernels::Nchw)]
     pub flex_kernels: FlexKernels,
 }
 
-/// Which kernels Flex runs convolutions and batch norms with (see `patches/README.md`).
+/// Which kernels Flex runs convolutions, batch norms, max pools and ReLUs with (see
+/// `patches/README.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum FlexKernels {
     /// Per-image GEMM convolutions and two-pass batch norm on NCHW data (the default).

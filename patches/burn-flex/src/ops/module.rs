@@ -2,6 +2,7 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
+use crate::ops::max_pool2d_nchw::{self, MaxPool2dOptions};
 use crate::ops::{batch_norm, conv, conv2d_gemm, conv_transpose, deform_conv, interpolate, pool};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
@@ -646,6 +647,16 @@ impl ModuleOps<Flex> for Flex {
         dilation: [usize; 2],
         ceil_mode: bool,
     ) -> FloatTensor<Flex> {
+        let options = MaxPool2dOptions {
+            kernel: kernel_size,
+            stride,
+            padding,
+            dilation,
+            ceil_mode,
+        };
+        if let Some(y) = max_pool2d_nchw::forward(&x, &options) {
+            return y;
+        }
         match x.dtype() {
             DType::F32 => {
                 pool::max_pool2d_f32(x, kernel_size, stride, padding, dilation, ceil_mode)
@@ -672,40 +683,52 @@ impl ModuleOps<Flex> for Flex {
         ceil_mode: bool,
         indices_dtype: IntDType,
     ) -> MaxPool2dWithIndices<Flex> {
-        let (output, mut indices) = match x.dtype() {
-            DType::F32 => pool::max_pool2d_with_indices_f32(
-                x,
-                kernel_size,
-                stride,
-                padding,
-                dilation,
-                ceil_mode,
-            ),
-            DType::F64 => pool::max_pool2d_with_indices_f64(
-                x,
-                kernel_size,
-                stride,
-                padding,
-                dilation,
-                ceil_mode,
-            ),
-            DType::F16 => pool::max_pool2d_with_indices_f16(
-                x,
-                kernel_size,
-                stride,
-                padding,
-                dilation,
-                ceil_mode,
-            ),
-            DType::BF16 => pool::max_pool2d_with_indices_bf16(
-                x,
-                kernel_size,
-                stride,
-                padding,
-                dilation,
-                ceil_mode,
-            ),
-            dtype => panic!("max_pool2d_with_indices: unsupported dtype {:?}", dtype),
+        let options = MaxPool2dOptions {
+            kernel: kernel_size,
+            stride,
+            padding,
+            dilation,
+            ceil_mode,
+        };
+        let fast = max_pool2d_nchw::forward_with_indices(&x, &options);
+        let (output, mut indices) = if let Some(pooled) = fast {
+            pooled
+        } else {
+            match x.dtype() {
+                DType::F32 => pool::max_pool2d_with_indices_f32(
+                    x,
+                    kernel_size,
+                    stride,
+                    padding,
+                    dilation,
+                    ceil_mode,
+                ),
+                DType::F64 => pool::max_pool2d_with_indices_f64(
+                    x,
+                    kernel_size,
+                    stride,
+                    padding,
+                    dilation,
+                    ceil_mode,
+                ),
+                DType::F16 => pool::max_pool2d_with_indices_f16(
+                    x,
+                    kernel_size,
+                    stride,
+                    padding,
+                    dilation,
+                    ceil_mode,
+                ),
+                DType::BF16 => pool::max_pool2d_with_indices_bf16(
+                    x,
+                    kernel_size,
+                    stride,
+                    padding,
+                    dilation,
+                    ceil_mode,
+                ),
+                dtype => panic!("max_pool2d_with_indices: unsupported dtype {:?}", dtype),
+            }
         };
         if indices.dtype() != DType::from(indices_dtype) {
             indices = Flex::int_cast(indices, indices_dtype);
@@ -723,6 +746,9 @@ impl ModuleOps<Flex> for Flex {
         output_grad: FloatTensor<Flex>,
         indices: IntTensor<Flex>,
     ) -> MaxPool2dBackward<Flex> {
+        if let Some(x_grad) = max_pool2d_nchw::backward(&x, &output_grad, &indices) {
+            return MaxPool2dBackward::new(x_grad);
+        }
         let x_grad = match x.dtype() {
             DType::F32 => pool::max_pool2d_backward_f32(x, output_grad, indices),
             DType::F64 => pool::max_pool2d_backward_f64(x, output_grad, indices),
