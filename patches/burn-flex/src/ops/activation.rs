@@ -38,9 +38,9 @@ impl ActivationOps<Flex> for Flex {
     }
 
     fn relu_backward(output: FloatTensor<Flex>, grad: FloatTensor<Flex>) -> FloatTensor<Flex> {
-        let (output, grad) = match relu_parallel::backward(output, grad) {
+        let grad = match relu_parallel::backward(&output, grad) {
             Ok(x_grad) => return x_grad,
-            Err(operands) => operands,
+            Err(grad) => grad,
         };
         // Zero the gradient where the output was zero, but keep it for a NaN output:
         // the trait default masks with `float_lower_equal_elem(output, 0)`, which is

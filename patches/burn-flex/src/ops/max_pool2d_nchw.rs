@@ -32,6 +32,25 @@ pub(crate) struct MaxPool2dOptions {
     pub(crate) ceil_mode: bool,
 }
 
+impl MaxPool2dOptions {
+    /// The options in `ModuleOps::max_pool2d`'s argument order.
+    pub(crate) fn new(
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+        ceil_mode: bool,
+    ) -> Self {
+        Self {
+            kernel,
+            stride,
+            padding,
+            dilation,
+            ceil_mode,
+        }
+    }
+}
+
 /// The input positions of one output's window along one axis that lie inside the input:
 /// `count` positions from `first`, `dilation` apart.
 #[derive(Clone, Copy, Debug)]
@@ -350,13 +369,7 @@ mod tests {
     use crate::ops::pool;
 
     fn options(k: [usize; 2], s: usize, p: usize, d: usize, ceil_mode: bool) -> MaxPool2dOptions {
-        MaxPool2dOptions {
-            kernel: k,
-            stride: [s, s],
-            padding: [p, p],
-            dilation: [d, d],
-            ceil_mode,
-        }
+        MaxPool2dOptions::new(k, [s, s], [p, p], [d, d], ceil_mode)
     }
 
     /// Deterministic values with ties and repeated maxima (small integers), some NaN.

@@ -647,13 +647,7 @@ impl ModuleOps<Flex> for Flex {
         dilation: [usize; 2],
         ceil_mode: bool,
     ) -> FloatTensor<Flex> {
-        let options = MaxPool2dOptions {
-            kernel: kernel_size,
-            stride,
-            padding,
-            dilation,
-            ceil_mode,
-        };
+        let options = MaxPool2dOptions::new(kernel_size, stride, padding, dilation, ceil_mode);
         if let Some(y) = max_pool2d_nchw::forward(&x, &options) {
             return y;
         }
@@ -683,13 +677,7 @@ impl ModuleOps<Flex> for Flex {
         ceil_mode: bool,
         indices_dtype: IntDType,
     ) -> MaxPool2dWithIndices<Flex> {
-        let options = MaxPool2dOptions {
-            kernel: kernel_size,
-            stride,
-            padding,
-            dilation,
-            ceil_mode,
-        };
+        let options = MaxPool2dOptions::new(kernel_size, stride, padding, dilation, ceil_mode);
         let fast = max_pool2d_nchw::forward_with_indices(&x, &options);
         let (output, mut indices) = if let Some(pooled) = fast {
             pooled

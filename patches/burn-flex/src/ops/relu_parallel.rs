@@ -104,22 +104,19 @@ pub(crate) fn forward(x: FlexTensor) -> Result<FlexTensor, FlexTensor> {
     Ok(y)
 }
 
-/// The gradient of ReLU from its output and the output gradient, or both back where Flex's
+/// The gradient of ReLU from its output and the output gradient, or `Err(grad)` where Flex's
 /// own operation takes them.
-pub(crate) fn backward(
-    output: FlexTensor,
-    grad: FlexTensor,
-) -> Result<FlexTensor, (FlexTensor, FlexTensor)> {
-    if !applies(&output)
+pub(crate) fn backward(output: &FlexTensor, grad: FlexTensor) -> Result<FlexTensor, FlexTensor> {
+    if !applies(output)
         || !applies(&grad)
         || output.dtype() != grad.dtype()
         || output.layout().shape() != grad.layout().shape()
     {
-        return Err((output, grad));
+        return Err(grad);
     }
     let dx = match output.dtype() {
-        DType::F32 => map2::<f32>(Some(&output), grad, |y, g| if passes(y) { g } else { 0.0 }),
-        _ => map2::<f64>(Some(&output), grad, |y, g| if passes(y) { g } else { 0.0 }),
+        DType::F32 => map2::<f32>(Some(output), grad, |y, g| if passes(y) { g } else { 0.0 }),
+        _ => map2::<f64>(Some(output), grad, |y, g| if passes(y) { g } else { 0.0 }),
     };
     Ok(dx)
 }
@@ -182,13 +179,13 @@ mod tests {
             .collect();
         let grad = tensor(g.clone());
         let held = grad.clone();
-        assert_eq!(bits(&backward(y_new.clone(), grad).unwrap()), want);
+        assert_eq!(bits(&backward(&y_new, grad).unwrap()), want);
         let g_bits: Vec<u32> = g.iter().map(|v| v.to_bits()).collect();
         assert!(
             bits(&held) == g_bits,
             "a shared gradient is not overwritten"
         );
-        assert_eq!(bits(&backward(y_new, tensor(g)).unwrap()), want);
+        assert_eq!(bits(&backward(&y_new, tensor(g)).unwrap()), want);
     }
 
     #[test]
