@@ -58,7 +58,7 @@ fn applies(x: &FlexTensor) -> bool {
 }
 
 /// `f(c)` for every channel, in parallel where rayon is on.
-fn per_channel<T: Send>(channels: usize, f: impl Fn(usize) -> T + Send + Sync) -> Vec<T> {
+pub(super) fn per_channel<T: Send>(channels: usize, f: impl Fn(usize) -> T + Send + Sync) -> Vec<T> {
     #[cfg(feature = "rayon")]
     {
         use rayon::prelude::*;

@@ -719,13 +719,7 @@ fn bias_grad_slices<T: Scalar>(dy: &[T], batch: usize, c_out: usize) -> Vec<T> {
         }
         lanes.iter().fold(T::zero(), |sum, &v| sum + v)
     };
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        (0..c_out).into_par_iter().map(channel).collect()
-    }
-    #[cfg(not(feature = "rayon"))]
-    (0..c_out).map(channel).collect()
+    super::batch_norm::per_channel(c_out, channel)
 }
 
 /// `t` as a contiguous f32 or f64 tensor (f16 and bf16 become f32).
