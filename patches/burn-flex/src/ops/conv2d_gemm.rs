@@ -20,6 +20,10 @@
 //! reads and writes several times less memory for the 3×3 convolutions of CIFAR-sized
 //! networks, which is where a training step spends its time.
 //!
+//! Stride-1, ungrouped f32 convolutions on x86-64 with AVX2 and FMA skip the unfolding: the
+//! forward pass (and with it the input gradient, itself a forward convolution) and the weight
+//! gradient read zero-padded copies of the input planes in place (`direct.rs`).
+//!
 //! f32 and f64 are computed natively, f16 and bf16 in f32. [`set_nchw_kernels`] switches the
 //! route off, to compare with the generic route.
 
@@ -33,6 +37,9 @@ use burn_std::{Bytes, Shape};
 use num_traits::{One, Zero};
 
 use crate::{Flex, FlexTensor, Layout};
+
+#[cfg(all(target_arch = "x86_64", feature = "std"))]
+mod direct;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
@@ -455,6 +462,11 @@ fn forward_slices<T: Scalar>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Geometry)
     // Every element is written by the GEMMs (one per group, without `read_dst`).
     let mut y = uninit_vec(g.batch * g.image_out());
     let parallel = gemm_in_parallel(g.batch);
+    // Stride-1 f32 convolutions of at least one image per thread read their input in place.
+    #[cfg(all(target_arch = "x86_64", feature = "std"))]
+    if !parallel && direct::forward(x, w, bias, g, &mut y) {
+        return y;
+    }
     let col_len = if g.is_pointwise() { 0 } else { k * n };
     // `gemm` keeps the destination column-major and skips packing an operand with unit row
     // stride, so this computes `yᵀ = colᵀ · Wᵀ` (`[N, K] · [K, C_out]`): `yᵀ` column-major is
@@ -567,12 +579,18 @@ fn weight_grad_slices<T: Scalar>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
     let (k, n) = (g.k(), g.n());
     let c_out_g = g.c_out / g.groups;
     let weights = g.c_out * k;
-    // One partial gradient per contiguous run of images, then their sum. `gemm` keeps the
-    // destination column-major and gathers every operand without unit row stride into packed
-    // panels, one element at a time: so each image's `dy` is transposed first (`dyᵀ` has unit
-    // row stride as the left operand), and the gradient is accumulated column-major, as
-    // `dwᵀ` (`[K, C_out]`), then transposed once.
-    let accumulate = |images: core::ops::Range<usize>, parallel: bool| {
+    #[cfg(all(target_arch = "x86_64", feature = "std"))]
+    {
+        let mut dw = uninit_vec(weights);
+        if !gemm_in_parallel(g.batch) && direct::weight_grad(x, dy, g, &mut dw) {
+            return dw;
+        }
+    }
+    // `gemm` keeps the destination column-major and gathers every operand without unit row
+    // stride into packed panels, one element at a time: so each image's `dy` is transposed
+    // first (`dyᵀ` has unit row stride as the left operand), and the gradient is accumulated
+    // column-major, as `dwᵀ` (`[K, C_out]`), then transposed once.
+    let dw_t = sum_over_image_runs(g.batch, |images, parallel| {
         let mut dw_t = vec![T::zero(); weights];
         let mut col = uninit_vec(if g.is_pointwise() { 0 } else { k * n });
         let mut dy_t = uninit_vec(g.image_out());
@@ -599,30 +617,43 @@ fn weight_grad_slices<T: Scalar>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
             }
         }
         dw_t
-    };
-    #[cfg(feature = "rayon")]
-    let dw_t = {
-        use rayon::prelude::*;
-        let threads = rayon::current_num_threads().min(g.batch).max(1);
-        if threads == 1 {
-            accumulate(0..g.batch, g.batch == 1)
-        } else {
-            let per = g.batch.div_ceil(threads);
-            (0..threads)
-                .into_par_iter()
-                .map(|t| accumulate(t * per..((t + 1) * per).min(g.batch), false))
-                .reduce_with(|mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(a, &b)| *a += b);
-                    a
-                })
-                .expect("at least one thread")
-        }
-    };
-    #[cfg(not(feature = "rayon"))]
-    let dw_t = accumulate(0..g.batch, false);
+    });
     let mut dw = uninit_vec(weights);
     transpose(&dw_t, k, g.c_out, &mut dw);
     dw
+}
+
+/// The sum of `partial(images, parallel)` over contiguous runs of images, one per thread
+/// of the pool, computed in parallel. `parallel` is `true` for a batch of one image, whose
+/// GEMMs may then use the pool.
+fn sum_over_image_runs<T: Scalar>(
+    batch: usize,
+    partial: impl Fn(core::ops::Range<usize>, bool) -> Vec<T> + Sync,
+) -> Vec<T> {
+    #[cfg(feature = "rayon")]
+    let threads = rayon::current_num_threads().min(batch).max(1);
+    #[cfg(not(feature = "rayon"))]
+    let threads = 1;
+    if threads == 1 {
+        return partial(0..batch, batch == 1);
+    }
+    let per = batch.div_ceil(threads);
+    let runs = (0..threads).map(|t| t * per..((t + 1) * per).min(batch));
+    let add = |mut a: Vec<T>, b: Vec<T>| {
+        a.iter_mut().zip(&b).for_each(|(a, &b)| *a += b);
+        a
+    };
+    #[cfg(feature = "rayon")]
+    let sum = {
+        use rayon::prelude::*;
+        let runs: Vec<_> = runs.collect();
+        runs.into_par_iter()
+            .map(|images| partial(images, false))
+            .reduce_with(add)
+    };
+    #[cfg(not(feature = "rayon"))]
+    let sum = runs.map(|images| partial(images, false)).reduce(add);
+    sum.expect("at least one run")
 }
 
 /// Writes the transpose of the row-major `[rows, cols]` matrix `src` into `dst`
@@ -913,7 +944,7 @@ mod tests {
     }
 
     /// Direct loops, the definition of a grouped, strided, dilated, padded convolution.
-    fn reference_forward(x: &[f64], w: &[f64], g: &Geometry) -> Vec<f64> {
+    pub(super) fn reference_forward(x: &[f64], w: &[f64], g: &Geometry) -> Vec<f64> {
         let per_group_in = g.c_in / g.groups;
         let per_group_out = g.c_out / g.groups;
         let mut y = vec![0.0; g.batch * g.image_out()];
@@ -951,7 +982,7 @@ mod tests {
     }
 
     /// Deterministic values in [-1, 1).
-    fn values(len: usize, seed: u64) -> Vec<f64> {
+    pub(super) fn values(len: usize, seed: u64) -> Vec<f64> {
         let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         (0..len)
             .map(|_| {
