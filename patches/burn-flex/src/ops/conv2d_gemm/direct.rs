@@ -10,7 +10,7 @@
 //! shifted: a microkernel loads 16 consecutive positions of the plane per tap, broadcasts
 //! the weights of up to six output channels and accumulates 16 × 6 outputs in registers
 //! over all input channels and taps. Positions that fall on the zero columns and rows are
-//! computed too and dropped when the outputs are copied out (6–21 % extra multiply-adds on
+//! computed too and dropped when the outputs are copied out (7–22 % of the multiply-adds on
 //! CIFAR's 32 × 32 to 8 × 8 planes, against nine copies of the input for `col`).
 //!
 //! The weight gradient `dW[o, c, tap] = Σ_j dy[o, j] · plane_c[j + offset(tap)]` reads the
