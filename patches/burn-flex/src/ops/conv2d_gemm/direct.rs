@@ -300,13 +300,15 @@ fn convolve(
             unsafe {
                 microkernel(
                     width,
-                    planes.as_ptr().add(tile * MR),
-                    plan.plane,
-                    taps,
-                    g.c_in,
-                    packed[c0 * k..].as_ptr(),
-                    out.as_mut_ptr().add(c0 * stride + tile * MR),
-                    stride,
+                    Tile {
+                        planes: planes.as_ptr().add(tile * MR),
+                        plane: plan.plane,
+                        taps,
+                        c_in: g.c_in,
+                        packed: packed[c0 * k..].as_ptr(),
+                        out: out.as_mut_ptr().add(c0 * stride + tile * MR),
+                        stride,
+                    },
                 );
             }
         }
@@ -459,6 +461,24 @@ unsafe fn horizontal_sum(v: __m256) -> f32 {
     }
 }
 
+/// Where one forward microkernel call reads and writes.
+#[derive(Clone, Copy)]
+struct Tile<'a> {
+    /// The chunk's input planes, offset to the call's first position.
+    planes: *const f32,
+    /// Elements per input channel's plane.
+    plane: usize,
+    /// Plane offsets of the kernel taps.
+    taps: &'a [usize],
+    c_in: usize,
+    /// The call's block of packed weights.
+    packed: *const f32,
+    /// The call's first output, of its first channel.
+    out: *mut f32,
+    /// Elements per output channel on the grid.
+    stride: usize,
+}
+
 /// `width` (1 to [`NR`]) output channels at [`MR`] consecutive plane positions.
 ///
 /// # Safety
@@ -467,41 +487,32 @@ unsafe fn horizontal_sum(v: __m256) -> f32 {
 /// `c_in · taps.len() · width` elements; `out + r·stride` is followed by [`MR`] writable
 /// elements for `r < width`.
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn microkernel(
-    width: usize,
-    planes: *const f32,
-    plane: usize,
-    taps: &[usize],
-    c_in: usize,
-    packed: *const f32,
-    out: *mut f32,
-    stride: usize,
-) {
+unsafe fn microkernel(width: usize, tile: Tile<'_>) {
     // SAFETY: forwarded from the caller; each arm's block width equals `width`.
     unsafe {
         match width {
-            6 => block::<6>(planes, plane, taps, c_in, packed, out, stride),
-            5 => block::<5>(planes, plane, taps, c_in, packed, out, stride),
-            4 => block::<4>(planes, plane, taps, c_in, packed, out, stride),
-            3 => block::<3>(planes, plane, taps, c_in, packed, out, stride),
-            2 => block::<2>(planes, plane, taps, c_in, packed, out, stride),
-            _ => block::<1>(planes, plane, taps, c_in, packed, out, stride),
+            6 => block::<6>(tile),
+            5 => block::<5>(tile),
+            4 => block::<4>(tile),
+            3 => block::<3>(tile),
+            2 => block::<2>(tile),
+            _ => block::<1>(tile),
         }
     }
 }
 
 /// [`microkernel`] for a block of `N` output channels, accumulators in registers.
 #[inline(always)]
-unsafe fn block<const N: usize>(
-    planes: *const f32,
-    plane: usize,
-    taps: &[usize],
-    c_in: usize,
-    packed: *const f32,
-    out: *mut f32,
-    stride: usize,
-) {
+unsafe fn block<const N: usize>(tile: Tile<'_>) {
+    let Tile {
+        planes,
+        plane,
+        taps,
+        c_in,
+        packed,
+        out,
+        stride,
+    } = tile;
     // SAFETY: inlined into `microkernel`, whose contract covers every access.
     unsafe {
         let mut low: [__m256; N] = [_mm256_setzero_ps(); N];
