@@ -134,12 +134,33 @@ pub(super) fn forward<T: super::Scalar>(
     let Some(plan) = Plan::new(g, threads()) else {
         return false;
     };
-    let (x, w, y) = (
-        bytemuck::cast_slice(x),
-        bytemuck::cast_slice(w),
-        bytemuck::cast_slice_mut(y),
+    let (x, y) = (bytemuck::cast_slice(x), bytemuck::cast_slice_mut(y));
+    let (packed, bias) = (
+        pack(bytemuck::cast_slice(w), g),
+        bias.map(bytemuck::cast_slice),
     );
-    forward_f32(x, &pack(w, g), bias.map(bytemuck::cast_slice), g, &plan, y);
+    let (image_in, image_out) = (g.image_in(), g.image_out());
+    let run = |scratch: &mut Scratch, first: usize, y_chunk: &mut [f32]| {
+        let images = y_chunk.len() / image_out;
+        let x_chunk = &x[first * image_in..(first + images) * image_in];
+        forward_chunk(scratch, x_chunk, &packed, bias, g, &plan, y_chunk);
+    };
+    let chunk_len = plan.chunk * image_out;
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        y.par_chunks_mut(chunk_len).enumerate().for_each_init(
+            || Scratch::new(g, &plan),
+            |scratch, (c, y_chunk)| run(scratch, c * plan.chunk, y_chunk),
+        );
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        let mut scratch = Scratch::new(g, &plan);
+        for (c, y_chunk) in y.chunks_mut(chunk_len).enumerate() {
+            run(&mut scratch, c * plan.chunk, y_chunk);
+        }
+    }
     true
 }
 
@@ -208,38 +229,6 @@ impl Scratch {
         Self {
             planes: vec![0.0; g.c_in * plan.plane],
             grid: vec![0.0; g.c_out.next_multiple_of(GRAD_ROWS) * plan.tiles * MR],
-        }
-    }
-}
-
-fn forward_f32(
-    x: &[f32],
-    packed: &[f32],
-    bias: Option<&[f32]>,
-    g: &Geometry,
-    plan: &Plan,
-    y: &mut [f32],
-) {
-    let (image_in, image_out) = (g.image_in(), g.image_out());
-    let run = |scratch: &mut Scratch, first: usize, y_chunk: &mut [f32]| {
-        let images = y_chunk.len() / image_out;
-        let x_chunk = &x[first * image_in..(first + images) * image_in];
-        forward_chunk(scratch, x_chunk, packed, bias, g, plan, y_chunk);
-    };
-    let chunk_len = plan.chunk * image_out;
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        y.par_chunks_mut(chunk_len).enumerate().for_each_init(
-            || Scratch::new(g, plan),
-            |scratch, (c, y_chunk)| run(scratch, c * plan.chunk, y_chunk),
-        );
-    }
-    #[cfg(not(feature = "rayon"))]
-    {
-        let mut scratch = Scratch::new(g, plan);
-        for (c, y_chunk) in y.chunks_mut(chunk_len).enumerate() {
-            run(&mut scratch, c * plan.chunk, y_chunk);
         }
     }
 }
@@ -562,13 +551,29 @@ mod tests {
         Geometry::new(&x, &[c_out, x[1], kh, kw], &options)
     }
 
+    /// Whether this machine has AVX2 and FMA (the tests say so when it has not).
+    fn runs_here() -> bool {
+        let runs = supported();
+        if !runs {
+            eprintln!("skipped: this machine has no AVX2 and FMA");
+        }
+        runs
+    }
+
+    /// `len` deterministic values in [-1, 1), rounded to f32.
+    fn f32_values(len: usize, seed: u64) -> Vec<f32> {
+        values(len, seed).into_iter().map(|v| v as f32).collect()
+    }
+
+    fn widen(v: &[f32]) -> Vec<f64> {
+        v.iter().map(|&v| f64::from(v)).collect()
+    }
+
     /// `x`, `w` and `bias` for `g` in f32, and the expected output from direct loops in f64.
     fn case(g: &Geometry, seed: u64) -> ([Vec<f32>; 3], Vec<f64>) {
-        let to_f32 = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect::<Vec<f32>>();
-        let x = to_f32(values(g.batch * g.image_in(), seed));
-        let w = to_f32(values(g.c_out * g.k(), seed + 1));
-        let bias = to_f32(values(g.c_out, seed + 2));
-        let widen = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+        let x = f32_values(g.batch * g.image_in(), seed);
+        let w = f32_values(g.c_out * g.k(), seed + 1);
+        let bias = f32_values(g.c_out, seed + 2);
         let mut expected = reference_forward(&widen(&x), &widen(&w), g);
         for (j, v) in expected.iter_mut().enumerate() {
             *v += f64::from(bias[(j / g.n()) % g.c_out]);
@@ -609,8 +614,7 @@ mod tests {
 
     #[test]
     fn forward_matches_direct_loops() {
-        if !supported() {
-            eprintln!("skipped: this machine has no AVX2 and FMA");
+        if !runs_here() {
             return;
         }
         for (i, g) in geometries().iter().enumerate() {
@@ -658,15 +662,12 @@ mod tests {
 
     #[test]
     fn weight_grad_matches_direct_loops() {
-        if !supported() {
-            eprintln!("skipped: this machine has no AVX2 and FMA");
+        if !runs_here() {
             return;
         }
         for (i, g) in geometries().iter().enumerate() {
-            let to_f32 = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect::<Vec<f32>>();
-            let widen = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
-            let x = to_f32(values(g.batch * g.image_in(), 50 + i as u64));
-            let dy = to_f32(values(g.batch * g.image_out(), 60 + i as u64));
+            let x = f32_values(g.batch * g.image_in(), 50 + i as u64);
+            let dy = f32_values(g.batch * g.image_out(), 60 + i as u64);
             let (expected, scale) = reference_weight_grad(&widen(&x), &widen(&dy), g);
             let mut dw = vec![f32::NAN; expected.len()];
             assert!(weight_grad(&x, &dy, g, &mut dw), "declined {g:?}");
@@ -684,8 +685,7 @@ mod tests {
     /// the shorter chunk may read.
     #[test]
     fn a_short_chunk_reads_only_its_own_images() {
-        if !supported() {
-            eprintln!("skipped: this machine has no AVX2 and FMA");
+        if !runs_here() {
             return;
         }
         let g = geometry([5, 3, 8, 8], [4, 3, 3], [(1, 1), (1, 1)], [1, 1]);
