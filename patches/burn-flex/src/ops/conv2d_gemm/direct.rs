@@ -107,15 +107,25 @@ impl Plan {
         })
     }
 
-    /// Flat position of output `(y, x)` of the `i`-th image of a chunk.
-    fn position(&self, i: usize, y: usize, x: usize) -> usize {
-        (i * self.image_rows + y) * self.row + x
+    /// Flat position of the first output of row `y` of the `i`-th image of a chunk.
+    fn line(&self, i: usize, y: usize) -> usize {
+        (i * self.image_rows + y) * self.row
     }
 }
 
 /// Whether this machine runs the microkernel (AVX2 and FMA), checked once by `std`.
 fn supported() -> bool {
     std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+}
+
+/// The layout of `g`'s chunks when this route takes it: f32 elements, a machine with AVX2
+/// and FMA, and a geometry [`Plan::new`] accepts.
+fn plan_for<T: 'static>(g: &Geometry) -> Option<Plan> {
+    let f32_elements = core::any::TypeId::of::<T>() == core::any::TypeId::of::<f32>();
+    if !f32_elements || !supported() {
+        return None;
+    }
+    Plan::new(g, threads())
 }
 
 /// `y = conv2d(x, w) + bias` for f32 operands when `g` suits this route and the machine has
@@ -128,10 +138,7 @@ pub(super) fn forward<T: super::Scalar>(
     g: &Geometry,
     y: &mut [T],
 ) -> bool {
-    if core::any::TypeId::of::<T>() != core::any::TypeId::of::<f32>() || !supported() {
-        return false;
-    }
-    let Some(plan) = Plan::new(g, threads()) else {
+    let Some(plan) = plan_for::<T>(g) else {
         return false;
     };
     let (x, y) = (bytemuck::cast_slice(x), bytemuck::cast_slice_mut(y));
@@ -173,10 +180,7 @@ pub(super) fn forward<T: super::Scalar>(
 /// taps' gradients to NaN where the exact sum would skip it. Such an input makes the loss
 /// non-finite anyway.
 pub(super) fn weight_grad<T: super::Scalar>(x: &[T], dy: &[T], g: &Geometry, dw: &mut [T]) -> bool {
-    if core::any::TypeId::of::<T>() != core::any::TypeId::of::<f32>() || !supported() {
-        return false;
-    }
-    let Some(plan) = Plan::new(g, threads()) else {
+    let Some(plan) = plan_for::<T>(g) else {
         return false;
     };
     let (x, dy) = (bytemuck::cast_slice(x), bytemuck::cast_slice(dy));
@@ -255,7 +259,7 @@ fn fill_planes(x: &[f32], g: &Geometry, plan: &Plan, planes: &mut [f32]) {
         for (c, channel) in image.chunks(g.h * g.w).enumerate() {
             let plane = &mut planes[c * plan.plane..];
             for (r, line) in channel.chunks(g.w).enumerate() {
-                let at = plan.lead + plan.position(i, r, 0);
+                let at = plan.lead + plan.line(i, r);
                 plane[at..at + g.w].copy_from_slice(line);
             }
         }
@@ -313,7 +317,7 @@ fn copy_out(out: &[f32], bias: Option<&[f32]>, g: &Geometry, plan: &Plan, y: &mu
             let grid = &out[c * stride..(c + 1) * stride];
             let b = bias.map_or(0.0, |bias| bias[c]);
             for (r, line) in channel.chunks_mut(g.w_out).enumerate() {
-                let at = plan.position(i, r, 0);
+                let at = plan.line(i, r);
                 let src = &grid[at..at + g.w_out];
                 if b == 0.0 {
                     line.copy_from_slice(src);
@@ -365,7 +369,7 @@ fn weight_grad_f32(
             for i in 0..count {
                 let channel = &dy_chunk[(i * g.c_out + c) * g.n()..][..g.n()];
                 for (y, line) in channel.chunks(g.w_out).enumerate() {
-                    let at = plan.position(i, y, 0);
+                    let at = plan.line(i, y);
                     row[at..at + g.w_out].copy_from_slice(line);
                 }
             }
