@@ -1,4 +1,7 @@
-//! Choosing the device: wgpu when a real GPU adapter exists, otherwise Flex on the CPU.
+//! Choosing the device: CUDA or wgpu when a real GPU exists, otherwise Flex on the CPU.
+//!
+//! CUDA (`--features cuda`) and wgpu pinned to Vulkan with SPIR-V kernels (`--features
+//! vulkan`) are cargo features, off by default: the default build stays as small as it was.
 
 use std::fmt;
 
@@ -11,11 +14,16 @@ use serde::{Deserialize, Serialize};
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Backend {
-    /// wgpu when a hardware GPU adapter is found, Flex otherwise.
+    /// The fastest backend compiled in for the GPU found (CUDA, then Vulkan with SPIR-V, then
+    /// wgpu), Flex when there is none.
     #[default]
     Auto,
     /// wgpu (Vulkan, Metal, DX12 or GL), on whatever adapter it finds, software ones included.
     Wgpu,
+    /// wgpu pinned to Vulkan, with SPIR-V kernels (built with `--features vulkan`).
+    Vulkan,
+    /// CUDA through CubeCL, on the first NVIDIA GPU (built with `--features cuda`).
+    Cuda,
     /// Flex, Burn's pure-Rust CPU backend.
     Flex,
 }
@@ -56,15 +64,35 @@ impl Selected {
 const SOFTWARE_ADAPTERS: [&str; 4] = ["llvmpipe", "lavapipe", "swiftshader", "software"];
 
 /// Opens the default wgpu adapter and runs one tiny operation; returns its name, or `None`
-/// when wgpu has no adapter here. Panics inside wgpu are caught and kept quiet.
+/// when wgpu has no adapter here.
 fn probe_wgpu() -> Option<(Device, String)> {
+    probe(|| Device::wgpu(DeviceKind::DefaultDevice))
+}
+
+/// As [`probe_wgpu`], pinned to Vulkan (SPIR-V kernels).
+#[cfg(feature = "vulkan")]
+fn probe_vulkan() -> Option<(Device, String)> {
+    probe(|| Device::vulkan(DeviceKind::DefaultDevice))
+}
+
+/// Opens the first CUDA device (the driver and NVRTC are loaded at run time) and runs one tiny
+/// operation; `None` when there is no NVIDIA driver or GPU.
+#[cfg(feature = "cuda")]
+fn probe_cuda() -> Option<(Device, String)> {
+    probe(|| Device::cuda(0))
+}
+
+/// Opens a device with `open` and runs one tiny operation on it; returns the device and its
+/// adapter's name, or `None` when that fails. Panics inside the backend are caught and kept
+/// quiet.
+fn probe(open: fn() -> Device) -> Option<(Device, String)> {
     // wgpu asks every graphics API, and on a machine without a display Wayland's client
     // library prints "XDG_RUNTIME_DIR is invalid" while the GL one is asked: not our error.
     let _quiet = QuietStderr::new();
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let result = std::panic::catch_unwind(|| {
-        let device = Device::wgpu(DeviceKind::DefaultDevice);
+        let device = open();
         let sum = Tensor::<1>::ones([4], &device).sum().into_scalar::<f32>();
         let name = device
             .identity()
@@ -122,6 +150,38 @@ impl Drop for QuietStderr {
     }
 }
 
+/// The GPU backends this build has, in the order `auto` tries them: CubeCL's CUDA runtime,
+/// then wgpu pinned to Vulkan (SPIR-V kernels), then wgpu with WGSL.
+const GPU_BACKENDS: &[Backend] = &[
+    #[cfg(feature = "cuda")]
+    Backend::Cuda,
+    #[cfg(feature = "vulkan")]
+    Backend::Vulkan,
+    Backend::Wgpu,
+];
+
+/// Probes one of [`GPU_BACKENDS`].
+fn probe_gpu(backend: Backend) -> Option<(Device, String)> {
+    match backend {
+        #[cfg(feature = "cuda")]
+        Backend::Cuda => probe_cuda(),
+        #[cfg(feature = "vulkan")]
+        Backend::Vulkan => probe_vulkan(),
+        _ => probe_wgpu(),
+    }
+}
+
+/// What is missing when `backend`, compiled in, found no device.
+fn not_found(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Cuda => {
+            "no CUDA device found (no NVIDIA driver, or libcuda/libnvrtc not on the library path)"
+        }
+        Backend::Vulkan => "no Vulkan adapter found (no Vulkan loader or driver here)",
+        _ => "no wgpu adapter found (no GPU driver, Vulkan or GL here)",
+    }
+}
+
 /// Picks the device for `backend`.
 pub fn select(backend: Backend) -> Result<Selected> {
     let flex = |reason: Option<String>| Selected {
@@ -130,27 +190,40 @@ pub fn select(backend: Backend) -> Result<Selected> {
         reason,
         backend: Backend::Flex,
     };
-    let wgpu = |device, adapter: String, reason| Selected {
+    let gpu = |device, backend, adapter: String, reason| Selected {
         device,
-        name: format!("wgpu on {adapter}"),
+        name: format!("{backend} on {adapter}"),
         reason,
-        backend: Backend::Wgpu,
+        backend,
     };
     match backend {
         Backend::Flex => Ok(flex(None)),
-        Backend::Wgpu => match probe_wgpu() {
-            Some((device, adapter)) => Ok(wgpu(device, adapter, None)),
-            None => {
-                bail!("--backend wgpu: no wgpu adapter found (no GPU driver, Vulkan or GL here)")
+        Backend::Auto => {
+            let mut passed_over = Vec::new();
+            for &candidate in GPU_BACKENDS {
+                match probe_gpu(candidate) {
+                    Some((_, adapter)) if is_software(&adapter) => passed_over
+                        .push(format!("{candidate}: {adapter} emulates a GPU on the CPU")),
+                    Some((device, adapter)) => {
+                        let mut reason = format!("auto: {candidate} found a GPU");
+                        if !passed_over.is_empty() {
+                            reason += &format!(" ({})", passed_over.join("; "));
+                        }
+                        return Ok(gpu(device, candidate, adapter, Some(reason)));
+                    }
+                    None => passed_over.push(format!("{candidate}: {}", not_found(candidate))),
+                }
             }
+            Ok(flex(Some(format!("auto: {}", passed_over.join("; ")))))
+        }
+        _ if !GPU_BACKENDS.contains(&backend) => bail!(
+            "--backend {backend}: this trainer was built without it; rebuild with \
+             `cargo build --release -p trainer --features {backend}`"
+        ),
+        _ => match probe_gpu(backend) {
+            Some((device, adapter)) => Ok(gpu(device, backend, adapter, None)),
+            None => bail!("--backend {backend}: {}", not_found(backend)),
         },
-        Backend::Auto => Ok(match probe_wgpu() {
-            Some((_, adapter)) if is_software(&adapter) => flex(Some(format!(
-                "auto: the only wgpu adapter, {adapter}, emulates a GPU on the CPU"
-            ))),
-            Some((device, adapter)) => wgpu(device, adapter, Some("auto: found a GPU".into())),
-            None => flex(Some("auto: no wgpu adapter found".into())),
-        }),
     }
 }
 
@@ -168,6 +241,17 @@ mod tests {
         assert!(is_software("llvmpipe (LLVM 15.0.6, 256 bits)"));
         assert!(is_software("SwiftShader Device (Subzero)"));
         assert!(!is_software("NVIDIA H100 80GB HBM3"));
+    }
+
+    #[test]
+    fn a_backend_left_out_of_the_build_names_the_feature_that_brings_it() {
+        for backend in [Backend::Cuda, Backend::Vulkan] {
+            if GPU_BACKENDS.contains(&backend) {
+                continue;
+            }
+            let err = select(backend).err().expect("not compiled in").to_string();
+            assert!(err.contains(&format!("--features {backend}")), "{err}");
+        }
     }
 
     #[test]
