@@ -1,6 +1,6 @@
 //! Small building blocks shared by several networks of the zoo.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
@@ -23,6 +23,19 @@ pub fn conv(
         .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
         .with_bias(bias)
         .init(device)
+}
+
+/// `param` with its value replaced by `f(value)`, keeping its id and its gradient tracking
+/// (the new value is a fresh leaf of the autodiff graph, tracked as the old one was).
+pub fn replace_value<const D: usize>(
+    param: Param<Tensor<D>>,
+    f: impl FnOnce(Tensor<D>) -> Tensor<D>,
+) -> Param<Tensor<D>> {
+    param.map(|old| {
+        let tracked = old.is_require_grad();
+        let new = f(old).detach();
+        if tracked { new.require_grad() } else { new }
+    })
 }
 
 /// A 2-D batch normalisation over `channels` channels, PyTorch's defaults.

@@ -20,6 +20,7 @@ pub mod zoo;
 pub use activation::Activation;
 pub use checkpoint::{Checkpoint, CheckpointInfo};
 pub use error::ModelError;
+pub use layers::replace_value;
 pub use preprocess::Normalization;
 pub use registry::{Model, ModelConfig, ModelOptions};
 

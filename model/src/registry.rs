@@ -6,6 +6,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::zoo::Staged;
+use crate::zoo::airbench::{Airbench, AirbenchConfig};
 use crate::zoo::cnn::{Cnn, CnnConfig, LayerSpec};
 use crate::zoo::mlp::{Mlp, MlpConfig};
 use crate::zoo::resnet::{ResNet, ResNetConfig};
@@ -15,7 +16,7 @@ use crate::{Activation, MAX_CLASSES, ModelError, NUM_CLASSES};
 
 /// The registered model names with a one-line description, in the order `trainer models`
 /// lists them. `resnet<6n+2>` and `wrn-<depth>-<width>` accept other depths and widths too.
-pub const MODELS: [(&str, &str); 15] = [
+pub const MODELS: [(&str, &str); 16] = [
     ("mlp", "seed 001: 3072 → h → h → 10 perceptron (h = 512)"),
     (
         "tiny-cnn",
@@ -61,6 +62,10 @@ pub const MODELS: [(&str, &str); 15] = [
         "seed 003: Wide-ResNet 28-10, dropout 0.3 in blocks",
     ),
     ("resnet9", "fast ResNet-9 (DAWNBench/airbench line)"),
+    (
+        "airbench94",
+        "airbench94: whitening conv, GELU conv groups 64/256/256",
+    ),
 ];
 
 /// Seed 000's filter presets for `configurable-cnn`.
@@ -170,6 +175,8 @@ pub enum NetConfig {
     WideResnet(WideResNetConfig),
     /// Fast ResNet-9.
     Resnet9(ResNet9Config),
+    /// airbench94's network.
+    Airbench(AirbenchConfig),
 }
 
 /// A registered model: its name and its full architecture.
@@ -202,6 +209,7 @@ impl ModelConfig {
             NetConfig::Resnet(c) => c.classes,
             NetConfig::WideResnet(c) => c.classes,
             NetConfig::Resnet9(c) => c.classes,
+            NetConfig::Airbench(c) => c.classes,
         }
     }
 
@@ -213,6 +221,7 @@ impl ModelConfig {
             NetConfig::Resnet(c) => c.classes = classes,
             NetConfig::WideResnet(c) => c.classes = classes,
             NetConfig::Resnet9(c) => c.classes = classes,
+            NetConfig::Airbench(c) => c.classes = classes,
         }
         self.validate()?;
         Ok(self)
@@ -254,6 +263,7 @@ impl ModelConfig {
             NetConfig::Resnet(c) => Net::ResNet(c.init(device)),
             NetConfig::WideResnet(c) => Net::WideResNet(c.init(device)),
             NetConfig::Resnet9(c) => Net::ResNet9(c.init(device)),
+            NetConfig::Airbench(c) => Net::Airbench(c.init(device)),
         };
         Ok(Model {
             net,
@@ -396,6 +406,10 @@ fn build_net(name: &str, o: &ModelOptions) -> Result<NetConfig, ModelError> {
             o.only(name, &[])?;
             NetConfig::Resnet9(ResNet9Config::default())
         }
+        "airbench94" => {
+            o.only(name, &[])?;
+            NetConfig::Airbench(AirbenchConfig::default())
+        }
         _ => return parametric(name, o),
     };
     Ok(net)
@@ -446,6 +460,7 @@ pub enum Net {
     WideResNet(WideResNet),
     /// Fast ResNet-9.
     ResNet9(ResNet9),
+    Airbench(Airbench),
 }
 
 impl Net {
@@ -456,6 +471,7 @@ impl Net {
             Net::ResNet(m) => m,
             Net::WideResNet(m) => m,
             Net::ResNet9(m) => m,
+            Net::Airbench(m) => m,
         }
     }
 }
@@ -472,6 +488,22 @@ impl Model {
     /// The configuration the network was built from.
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    /// Whether the network has a whitening layer to set from training images
+    /// ([`Model::whiten`]).
+    pub fn has_whitening(&self) -> bool {
+        matches!(self.net, Net::Airbench(_))
+    }
+
+    /// Sets the whitening layer (see [`Airbench::whiten`]) from normalised training images
+    /// `[n, 3, h, w]`; a network without one is returned unchanged.
+    pub fn whiten(self, images: Tensor<4>) -> Result<Self, ModelError> {
+        let net = match self.net {
+            Net::Airbench(a) => Net::Airbench(a.whiten(images)?),
+            other => other,
+        };
+        Ok(Self { net, ..self })
     }
 
     /// The network itself.

@@ -119,6 +119,7 @@ fn named_layers_give_activations_and_resume_the_forward_pass() {
         ("basic-cnn", "conv3", [2, 128, 8, 8]),
         ("resnet20", "layer3", [2, 64, 8, 8]),
         ("resnet9", "layer3", [2, 512, 4, 4]),
+        ("airbench94", "block3", [2, 256, 3, 3]),
         ("tiny-cnn", "conv2", [2, 32, 16, 16]),
     ];
     for (name, layer, shape) in cases {

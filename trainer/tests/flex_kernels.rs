@@ -53,6 +53,7 @@ fn plan(set: &CifarSet) -> BatchPlan {
         min_last: BATCH,
         normalization: Normalization::measure(&set.pixels),
         augment: None,
+        flip_phase: None,
     }
 }
 

@@ -288,6 +288,7 @@ fn a_folder_of_other_classes_trains_a_network_that_names_them() {
                 backend: Backend::Flex,
             },
             batch_size: 64,
+            tta: Default::default(),
             out: OutputArg {
                 out: Some(root.join("eval")),
             },

@@ -52,7 +52,7 @@ fn every_training_option_changes_training() {
         quick(&runs, "again", &[]),
         "a fixed seed gives the same run on CPU"
     );
-    let options: [&[&str]; 22] = [
+    let options: [&[&str]; 27] = [
         &["--loss", "focal"],
         &["--loss", "focal", "--focal-gamma", "1"],
         &["--loss", "focal", "--focal-alpha", "0.5"],
@@ -75,11 +75,30 @@ fn every_training_option_changes_training() {
         &["--flip"],
         &["--cutout", "8"],
         &["--mixup", "0.4"],
+        &["--crop-padding", "4", "--crop-fill", "reflect"],
+        &["--flip", "--alternating-flip"],
+        &["--schedule", "triangle"],
+        &["--norm-bias-lr-scale", "16"],
+        &["--lookahead-every", "2"],
     ];
     for (i, extra) in options.iter().enumerate() {
         let losses = quick(&runs, &format!("option-{i}"), extra);
         assert_ne!(losses, baseline, "{extra:?} made no difference");
     }
+    // The airbench options against their neighbours: mirrored against black padding, and
+    // alternating against random flips.
+    assert_ne!(
+        quick(&runs, "black", &["--crop-padding", "4"]),
+        quick(
+            &runs,
+            "mirrored",
+            &["--crop-padding", "4", "--crop-fill", "reflect"]
+        )
+    );
+    assert_ne!(
+        quick(&runs, "random-flip", &["--flip"]),
+        quick(&runs, "alternating", &["--flip", "--alternating-flip"])
+    );
     // Step and exponential schedules act from the second epoch on.
     let csv = |name: &str| std::fs::read_to_string(runs.join(name).join("metrics.csv")).unwrap();
     quick(
@@ -308,6 +327,11 @@ fn a_killed_run_resumes_to_the_same_result() {
         "0.02",
         "--schedule",
         "cosine",
+        // The lookahead average restarts from the loaded network: exact at an epoch's end.
+        "--lookahead-every",
+        "3",
+        "--lookahead-from",
+        "2",
         "--backend",
         "flex",
         "--data-dir",
@@ -382,5 +406,67 @@ fn a_killed_run_resumes_to_the_same_result() {
         serde_json::from_str::<serde_json::Value>(&read(name, "summary.json")).unwrap()["test_accuracy"].clone()
     };
     assert_eq!(test_acc("killed"), test_acc("whole"));
+    std::fs::remove_dir_all(&runs).unwrap();
+}
+
+#[test]
+fn the_airbench94_preset_keeps_its_frozen_layers_and_reports_its_test_time_views() {
+    let runs = temp("airbench");
+    let data = sample();
+    let args = [
+        "--preset",
+        "airbench94",
+        "--epochs",
+        "2",
+        "--lookahead-from",
+        "2",
+        "--batch-size",
+        "100",
+        "--limit",
+        "300",
+        "--backend",
+        "flex",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--name",
+        "airbench",
+    ];
+    let outcome = train::run(&parse(&args).unwrap()).unwrap();
+    assert_eq!(outcome.epochs.len(), 2);
+    let dir = runs.join("airbench");
+    let bytes = std::fs::read(dir.join("last.safetensors")).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let floats = |name: &str| -> Vec<f32> {
+        let view = tensors.tensor(name).unwrap();
+        assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
+        view.data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    };
+    let names: Vec<String> = tensors.names().into_iter().map(String::from).collect();
+    // Six batch norms whose scale never left 1; their shifts did move.
+    let gammas: Vec<&String> = names.iter().filter(|n| n.ends_with("gamma")).collect();
+    assert_eq!(gammas.len(), 6, "{names:?}");
+    for name in gammas {
+        assert!(floats(name).iter().all(|&g| g == 1.0), "{name} was trained");
+        let beta = floats(&name.replace("gamma", "beta"));
+        assert!(beta.iter().any(|&b| b != 0.0), "{name}'s shift never moved");
+    }
+    // The whitening filters are still ± the same 12: training would have broken the symmetry.
+    let whiten = names.iter().find(|n| n.ends_with("whiten.weight")).unwrap();
+    let w = floats(whiten);
+    assert_eq!(w.len(), 24 * 12);
+    let (plus, minus) = w.split_at(12 * 12);
+    assert!(plus.iter().zip(minus).all(|(a, b)| *a == -*b));
+    assert!(
+        plus.iter().any(|&v| v.abs() > 1.0),
+        "set from the images, not random"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["test_tta"], "mirror-translate");
     std::fs::remove_dir_all(&runs).unwrap();
 }

@@ -148,6 +148,7 @@ impl Emit for Net {
             Net::ResNet(m) => m.emit(g, x, scope),
             Net::WideResNet(m) => m.emit(g, x, scope),
             Net::ResNet9(m) => m.emit(g, x, scope),
+            Net::Airbench(m) => m.emit(g, x, scope),
         }
     }
 }

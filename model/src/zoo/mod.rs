@@ -2,6 +2,7 @@
 //! pooling, residual stages) followed by a classifier head, so that the activations of any
 //! named stage can be read (feature maps, Grad-CAM) and the rest of the network run from there.
 
+pub mod airbench;
 pub mod cnn;
 pub mod mlp;
 pub mod resnet;

@@ -335,6 +335,7 @@ impl Feed {
                 min_last: batch_size,
                 normalization,
                 augment: None,
+                flip_phase: None,
             };
             batches(set.clone(), order, plan).into_iter().collect()
         };
@@ -369,7 +370,7 @@ fn train_row(
             0.0
         },
     };
-    let mut optimizer = optim::build(&model, &spec, None);
+    let mut optimizer = optim::build(&model, &spec, None, 1.0);
     let objective = Objective::cross_entropy();
     reset_peak_memory();
     let mut model = Some(model);
@@ -458,6 +459,7 @@ fn data_row(
         min_last: args.batch_size,
         normalization,
         augment: Some((augment, 1)),
+        flip_phase: None,
     };
     reset_peak_memory();
     let mut times = Vec::with_capacity(common.steps);

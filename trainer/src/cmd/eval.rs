@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::args::{BackendArg, CheckpointArg, DataArg, OutputArg};
 use crate::data::CifarSet;
-use crate::eval::{Evaluation, check_classes, evaluate};
+use crate::eval::{Evaluation, Tta, check_classes, evaluate_with};
 use crate::io::write_atomic;
 use crate::metrics::{ClassReport, ClassScores, class_report, most_confused};
 use crate::plot;
@@ -30,6 +30,9 @@ pub struct EvalArgs {
     /// Images per inference batch.
     #[arg(short, long, default_value_t = 256)]
     pub batch_size: usize,
+    /// Test-time augmentation: average the logits over views of each image.
+    #[arg(long, value_enum, default_value_t = Tta::None)]
+    pub tta: Tta,
     #[command(flatten)]
     pub out: OutputArg,
 }
@@ -41,12 +44,13 @@ pub fn run(args: &EvalArgs) -> Result<(Evaluation, String)> {
     let dir = args.data.locate()?;
     let test = Arc::new(CifarSet::test(&dir)?);
     check_classes(&checkpoint.info.classes, &test)?;
-    let result = evaluate(
+    let result = evaluate_with(
         &checkpoint.model,
         &test,
         checkpoint.info.normalization,
         &device,
         args.batch_size.max(1),
+        args.tta,
     )?;
     let out = args.checkpoint.output_dir(&args.out, "eval");
     let name = &checkpoint.model.config().name;

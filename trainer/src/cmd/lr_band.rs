@@ -72,13 +72,14 @@ fn step_losses(
         nesterov: false,
         weight_decay: 0.0,
     };
-    let mut optimizer = optim::build(&model, &spec, None);
+    let mut optimizer = optim::build(&model, &spec, None, 1.0);
     let objective = Objective::cross_entropy();
     let plan = BatchPlan {
         batch_size: args.batch_size,
         min_last: 2,
         normalization,
         augment: None,
+        flip_phase: None,
     };
     let order: Vec<usize> = (0..train.len()).collect();
     let mut losses = Vec::with_capacity(args.steps);

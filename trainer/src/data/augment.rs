@@ -1,8 +1,9 @@
-//! Training-split augmentation, applied on the batcher thread: random crop with zero
-//! padding and horizontal flip on the raw pixels, Cutout on the normalised image, MixUp on the
-//! whole batch. Every random choice comes from the batcher's seeded generator.
+//! Training-split augmentation, applied on the batcher thread: random crop with black or
+//! mirrored padding and horizontal flip (random, or alternating between epochs) on the raw
+//! pixels, Cutout on the normalised image, MixUp on the whole batch. Every random choice
+//! comes from the batcher's seeded generator.
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use model::{IMAGE_SIZE, IMAGE_VALUES};
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -18,9 +19,18 @@ pub struct Augment {
     /// (0 = off; the seeds used 4).
     #[arg(long, default_value_t = 0)]
     pub crop_padding: usize,
+    /// What the random crop's padding shows: black pixels, or the image mirrored at its
+    /// border (airbench's translation).
+    #[arg(long, value_enum, default_value_t = CropFill::Black)]
+    pub crop_fill: CropFill,
     /// Random horizontal flip with probability 1/2.
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub flip: bool,
+    /// With --flip: a random half of the images is flipped in odd epochs and the other half
+    /// in even ones, so every image is seen both ways every two epochs (airbench's
+    /// alternating flip).
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub alternating_flip: bool,
     /// Cutout: zero (the mean, after normalisation) a random square of this side (0 = off).
     #[arg(long, default_value_t = 0)]
     pub cutout: usize,
@@ -28,6 +38,38 @@ pub struct Augment {
     /// (0 = off).
     #[arg(long, default_value_t = 0.0)]
     pub mixup: f64,
+}
+
+/// What a random crop shows beyond the image's border.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum CropFill {
+    /// Black pixels.
+    #[default]
+    Black,
+    /// The image mirrored at its border, the edge pixel not repeated (PyTorch's `reflect`).
+    Reflect,
+}
+
+/// An epoch of `--alternating-flip`: the run's seed picks, once for the run, the half of the
+/// images flipped in odd epochs (1, 3, …); the other half is flipped in even ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlipPhase {
+    /// The run's seed.
+    pub seed: u64,
+    /// The epoch, 1-based.
+    pub epoch: usize,
+}
+
+impl FlipPhase {
+    /// Whether image `image` of the training split is flipped in this epoch.
+    pub fn flips(&self, image: usize) -> bool {
+        // splitmix64's finaliser of (seed, image): one fair, fixed bit per image.
+        let mut z = self.seed ^ (image as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) & 1 == 1) == (self.epoch % 2 == 1)
+    }
 }
 
 const PLANE: usize = IMAGE_SIZE * IMAGE_SIZE;
@@ -38,26 +80,32 @@ impl Augment {
         self.crop_padding > 0 || self.flip || self.cutout > 0 || self.mixup > 0.0
     }
 
-    /// Random crop and flip of one channel-major image, from `src` into `dst`.
-    pub fn crop_flip(&self, src: &[u8], dst: &mut [u8], rng: &mut StdRng) {
+    /// Random crop and flip of one channel-major image, from `src` into `dst`. `flip`, when
+    /// given, is the flip decided elsewhere (`--alternating-flip`); otherwise --flip draws it.
+    pub fn crop_flip(&self, src: &[u8], dst: &mut [u8], flip: Option<bool>, rng: &mut StdRng) {
         let pad = self.crop_padding as i64;
         let (dx, dy) = if pad > 0 {
             (rng.random_range(-pad..=pad), rng.random_range(-pad..=pad))
         } else {
             (0, 0)
         };
-        let flip = self.flip && rng.random_bool(0.5);
+        let flip = flip.unwrap_or_else(|| self.flip && rng.random_bool(0.5));
         let side = IMAGE_SIZE as i64;
+        // A coordinate beyond the border: mirrored back inside, or `None` for black.
+        let source = |v: i64| match self.crop_fill {
+            _ if (0..side).contains(&v) => Some(v),
+            CropFill::Black => None,
+            CropFill::Reflect if v < 0 => Some((-v).min(side - 1)),
+            CropFill::Reflect => Some((2 * (side - 1) - v).max(0)),
+        };
         for c in 0..3 {
             for y in 0..side {
                 for x in 0..side {
-                    let sx = if flip { side - 1 - x } else { x } + dx;
-                    let sy = y + dy;
-                    let inside = (0..side).contains(&sx) && (0..side).contains(&sy);
-                    dst[c * PLANE + (y * side + x) as usize] = if inside {
-                        src[c * PLANE + (sy * side + sx) as usize]
-                    } else {
-                        0
+                    let sx = source(if flip { side - 1 - x } else { x } + dx);
+                    let sy = source(y + dy);
+                    dst[c * PLANE + (y * side + x) as usize] = match (sx, sy) {
+                        (Some(sx), Some(sy)) => src[c * PLANE + (sy * side + sx) as usize],
+                        _ => 0,
                     };
                 }
             }
@@ -138,7 +186,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         let mut flipped = 0;
         for _ in 0..20 {
-            flip.crop_flip(&src, &mut dst, &mut rng);
+            flip.crop_flip(&src, &mut dst, None, &mut rng);
             if dst[0] == src[31] {
                 flipped += 1;
                 assert_eq!(dst[31], src[0]);
@@ -154,7 +202,7 @@ mod tests {
         };
         let mut shifted = 0;
         for _ in 0..20 {
-            crop.crop_flip(&src, &mut dst, &mut rng);
+            crop.crop_flip(&src, &mut dst, None, &mut rng);
             let black = dst[..PLANE].iter().filter(|&&v| v == 0).count();
             // Black border rows/columns appear exactly when the crop is shifted.
             if dst[..PLANE] != src[..PLANE] {
@@ -163,6 +211,65 @@ mod tests {
             }
         }
         assert!(shifted >= 15, "{shifted}");
+    }
+
+    #[test]
+    fn reflected_padding_mirrors_the_border_without_repeating_it() {
+        let src = ramp();
+        let mut dst = vec![0u8; IMAGE_VALUES];
+        let crop = Augment {
+            crop_padding: 2,
+            crop_fill: CropFill::Reflect,
+            ..Default::default()
+        };
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut shifted = 0;
+        for _ in 0..30 {
+            crop.crop_flip(&src, &mut dst, Some(false), &mut rng);
+            assert!(dst[..PLANE].iter().all(|&v| v != 0), "no black pixel");
+            // Find the shift from pixel (16, 16), then check the whole plane against it.
+            let at = |x: i64, y: i64| src[(y * 32 + x) as usize];
+            let (dx, dy) = (-2..=2i64)
+                .flat_map(|dx| (-2..=2i64).map(move |dy| (dx, dy)))
+                .find(|&(dx, dy)| dst[16 * 32 + 16] == at(16 + dx, 16 + dy))
+                .expect("a shift within 2 pixels");
+            let mirror = |v: i64| {
+                if v < 0 {
+                    -v
+                } else if v > 31 {
+                    62 - v
+                } else {
+                    v
+                }
+            };
+            for y in 0..32i64 {
+                for x in 0..32i64 {
+                    assert_eq!(
+                        dst[(y * 32 + x) as usize],
+                        at(mirror(x + dx), mirror(y + dy))
+                    );
+                }
+            }
+            shifted += usize::from((dx, dy) != (0, 0));
+        }
+        assert!(shifted >= 20, "{shifted}");
+    }
+
+    #[test]
+    fn alternating_flip_flips_each_image_in_every_other_epoch() {
+        let phase = |epoch| FlipPhase { seed: 9, epoch };
+        let first: Vec<bool> = (0..1000).map(|i| phase(1).flips(i)).collect();
+        let half = first.iter().filter(|&&f| f).count();
+        assert!((430..=570).contains(&half), "{half} of 1000 flipped");
+        for epoch in 2..6 {
+            for (i, &f) in first.iter().enumerate() {
+                assert_eq!(phase(epoch).flips(i), f == (epoch % 2 == 1));
+            }
+        }
+        let other: Vec<bool> = (0..1000)
+            .map(|i| FlipPhase { seed: 10, epoch: 1 }.flips(i))
+            .collect();
+        assert_ne!(first, other, "the seed picks the half");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use super::CifarSet;
-use super::augment::Augment;
+use super::augment::{Augment, FlipPhase};
 
 /// Batches prepared ahead of the one in use.
 const PREFETCH: usize = 3;
@@ -74,6 +74,8 @@ pub struct BatchPlan {
     pub normalization: Normalization,
     /// Augmentation and the seed of its generator (training split only).
     pub augment: Option<(Augment, u64)>,
+    /// The epoch of `--alternating-flip`, which then decides the flips.
+    pub flip_phase: Option<FlipPhase>,
 }
 
 /// Batches of `set` in the given `order`, prepared on a background thread.
@@ -96,7 +98,8 @@ pub fn batches(set: Arc<CifarSet>, order: Vec<usize>, plan: BatchPlan) -> Receiv
             {
                 match &plan.augment {
                     Some((augment, _)) => {
-                        augment.crop_flip(set.image(i), &mut scratch, &mut rng);
+                        let flip = plan.flip_phase.map(|phase| phase.flips(i));
+                        augment.crop_flip(set.image(i), &mut scratch, flip, &mut rng);
                         plan.normalization.normalize_into(&scratch, out);
                         augment.cutout(out, &mut rng);
                     }
@@ -150,6 +153,7 @@ mod tests {
             min_last: 2,
             normalization,
             augment,
+            flip_phase: None,
         }
     }
 
@@ -173,7 +177,7 @@ mod tests {
             crop_padding: 4,
             flip: true,
             cutout: 8,
-            mixup: 0.0,
+            ..Augment::default()
         };
         let run = |seed| -> Vec<f32> {
             batches(set(), vec![0, 1, 2, 3], plan(Some((aug.clone(), seed))))

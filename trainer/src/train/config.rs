@@ -22,9 +22,10 @@ use super::optim::OptimizerKind;
 use super::schedule::ScheduleKind;
 use crate::args::{BackendArg, DataArg};
 use crate::data::augment::Augment;
+use crate::eval::Tta;
 
 /// The presets: each reproduces one seed's headline experiment (see `trainer/presets/`).
-pub const PRESETS: [(&str, &str); 10] = [
+pub const PRESETS: [(&str, &str); 11] = [
     (
         "seed001-mlp",
         include_str!("../../presets/seed001-mlp.toml"),
@@ -62,6 +63,7 @@ pub const PRESETS: [(&str, &str); 10] = [
         include_str!("../../presets/seed003-wrn-28-10.toml"),
     ),
     ("fast", include_str!("../../presets/fast.toml")),
+    ("airbench94", include_str!("../../presets/airbench94.toml")),
 ];
 
 /// Everything a training run is made from. Its defaults are the flags' defaults.
@@ -139,6 +141,18 @@ pub struct OptimConfig {
     /// Clip the gradients so that their global L2 norm is at most this.
     #[arg(long)]
     pub clip_norm: Option<f64>,
+    /// Learning-rate factor for the batch-norm shifts (β); their weight decay is divided by
+    /// as much, so its pull per step is unchanged (airbench's bias scaler, 64).
+    #[arg(long, default_value_t = 1.0)]
+    pub norm_bias_lr_scale: f64,
+    /// Lookahead: every this many steps, an average of the weights and batch-norm statistics
+    /// moves towards the network and is copied back into it; the network is set to it after
+    /// each epoch (airbench's, every 5 steps). Off when unset.
+    #[arg(long)]
+    pub lookahead_every: Option<usize>,
+    /// The first epoch (1-based) of --lookahead-every.
+    #[arg(long, default_value_t = 1)]
+    pub lookahead_from: usize,
 }
 
 /// `[schedule]`: the learning rate over the epochs.
@@ -242,6 +256,9 @@ pub struct RunConfig {
     /// Name of the run folder [default: <model>-<n>, the first free n].
     #[arg(long)]
     pub name: Option<String>,
+    /// Test-time augmentation of the final test evaluation (validation is without).
+    #[arg(long, value_enum, default_value_t = Tta::None)]
+    pub tta: Tta,
 }
 
 /// The sections, by name, with the ids of their options (clap's ids: the field names).

@@ -2,6 +2,7 @@
 
 pub mod clip;
 pub mod config;
+pub mod lookahead;
 pub mod loss;
 pub mod optim;
 pub mod run_dir;
@@ -16,6 +17,7 @@ use anyhow::{Result, bail, ensure};
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor};
+use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 use model::{Checkpoint, CheckpointInfo, Model, ModelConfig, Normalization};
 use rand::SeedableRng;
@@ -24,14 +26,19 @@ use rand::seq::SliceRandom;
 use serde_json::json;
 
 pub use self::config::{TrainArgs, TrainConfig, TrainJob};
+use self::lookahead::Lookahead;
 use self::loss::Objective;
 use self::optim::OptimizerSpec;
 use self::run_dir::{EpochMetrics, RunDir};
 use self::schedule::Schedule;
 use self::state::TrainState;
 use crate::data::CifarSet;
+use crate::data::augment::FlipPhase;
 use crate::data::batcher::{BatchPlan, batches};
-use crate::eval::{Evaluation, evaluate};
+use crate::eval::{Evaluation, Tta, evaluate, evaluate_with};
+
+/// Training images whose 2 × 2 patches set a whitening layer (airbench94's 5,000).
+const WHITENING_IMAGES: usize = 5000;
 
 /// Read the loss and accuracy back from the device every this many steps.
 const READ_EVERY: usize = 10;
@@ -81,6 +88,14 @@ fn check(config: &TrainConfig) -> Result<()> {
     ensure!(
         config.optim.clip_norm.is_none_or(|c| c > 0.0),
         "--clip-norm must be positive"
+    );
+    ensure!(
+        config.optim.norm_bias_lr_scale > 0.0 && config.optim.norm_bias_lr_scale.is_finite(),
+        "--norm-bias-lr-scale must be a positive number"
+    );
+    ensure!(
+        config.optim.lookahead_every != Some(0),
+        "--lookahead-every must be at least 1"
     );
     ensure!(
         config.optim.classifier_lr.is_none() || config.optim.classifier_optimizer.is_some(),
@@ -137,6 +152,19 @@ pub fn run(job: &TrainJob) -> Result<TrainOutcome> {
     );
 
     let mut model = init_model(&net, &ad_device, config.run.seed)?;
+    if model.has_whitening() && job.resume.is_none() {
+        let count = WHITENING_IMAGES.min(train.len());
+        let mut pixels = vec![0f32; count * model::IMAGE_VALUES];
+        for (i, out) in pixels.chunks_exact_mut(model::IMAGE_VALUES).enumerate() {
+            normalization.normalize_into(train.image(i), out);
+        }
+        let images = Tensor::<4>::from_data(
+            burn::tensor::TensorData::new(pixels, [count, 3, model::IMAGE_SIZE, model::IMAGE_SIZE]),
+            &ad_device,
+        );
+        model = model.whiten(images)?;
+        println!("Whitening layer set from the 2 × 2 patches of {count} training images");
+    }
     let main = OptimizerSpec {
         kind: config.optim.optimizer,
         momentum: config.optim.momentum,
@@ -152,6 +180,7 @@ pub fn run(job: &TrainJob) -> Result<TrainOutcome> {
         &model,
         &main,
         classifier.as_ref().map(|c| (c, classifier_factor)),
+        config.optim.norm_bias_lr_scale,
     );
 
     let (run, mut state) = match &job.resume {
@@ -214,10 +243,19 @@ pub fn run(job: &TrainJob) -> Result<TrainOutcome> {
     let steps_per_epoch = train.len() / config.optim.batch_size
         + usize::from(train.len() % config.optim.batch_size >= 2);
     let mut stopped_early = state.stopped_early.clone();
+    let total_steps = steps_per_epoch * config.optim.epochs;
+    let mut lookahead: Option<Lookahead> = None;
 
     for epoch in state.epoch + 1..=config.optim.epochs {
         if stopped_early.is_some() {
             break;
+        }
+        if config.optim.lookahead_every.is_some()
+            && epoch >= config.optim.lookahead_from
+            && lookahead.is_none()
+        {
+            let (average, started) = Lookahead::new(model);
+            (lookahead, model) = (Some(average), started);
         }
         ad_device.seed(epoch_seed(config.run.seed, epoch, 1));
         let mut order: Vec<usize> = (0..train.len()).collect();
@@ -236,6 +274,12 @@ pub fn run(job: &TrainJob) -> Result<TrainOutcome> {
                     epoch_seed(config.run.seed, epoch, 3),
                 )
             }),
+            flip_phase: (config.augment.flip && config.augment.alternating_flip).then_some(
+                FlipPhase {
+                    seed: config.run.seed,
+                    epoch,
+                },
+            ),
         };
         let bar = progress_bar(steps_per_epoch as u64, epoch, config.optim.epochs);
         let start = Instant::now();
@@ -265,6 +309,12 @@ pub fn run(job: &TrainJob) -> Result<TrainOutcome> {
                 grads = clip::clip_global_norm(&model, grads, max_norm).0;
             }
             model = optimizer.step(lr, model, grads);
+            if let (Some(average), Some(every)) = (&mut lookahead, config.optim.lookahead_every) {
+                let global = (epoch - 1) * steps_per_epoch + step + 1;
+                if global % every == 0 {
+                    model = average.update(model, Lookahead::decay(every, global, total_steps));
+                }
+            }
             seen += n;
             if (step + 1) % READ_EVERY == 0 || step + 1 == steps_per_epoch {
                 let (l, c) = pending.take().expect("accumulated since the last read");
@@ -286,6 +336,9 @@ pub fn run(job: &TrainJob) -> Result<TrainOutcome> {
             bar.inc(1);
         }
         bar.finish_and_clear();
+        if let Some(average) = &mut lookahead {
+            model = average.update(model, 1.0);
+        }
         let seconds = start.elapsed().as_secs_f64();
 
         let val_eval = if val.is_empty() {
@@ -360,9 +413,10 @@ pub fn run(job: &TrainJob) -> Result<TrainOutcome> {
 
     let best_bytes = std::fs::read(run.file("best.safetensors"))?;
     let best_model = Checkpoint::from_bytes(&best_bytes, &device)?.model;
-    let test_eval = evaluate(&best_model, &test, normalization, &device, 256)?;
+    let tta = config.run.tta;
+    let test_eval = evaluate_with(&best_model, &test, normalization, &device, 256, tta)?;
     let history = &state.history;
-    let summary = summary(&net, &selected.name, history, &test_eval);
+    let summary = summary(&net, &selected.name, history, &test_eval, tta);
     run.write("summary.txt", summary.as_bytes())?;
     run.write(
         "summary.json",
@@ -375,6 +429,7 @@ pub fn run(job: &TrainJob) -> Result<TrainOutcome> {
             "best_epoch": state.best_epoch,
             "best_val_accuracy": state.best_score,
             "test_accuracy": test_eval.accuracy(),
+            "test_tta": tta,
             "test_loss": test_eval.loss,
             "train_images_per_sec_mean": history.iter().map(|m| m.images_per_sec).sum::<f64>() / history.len() as f64,
             "total_train_seconds": history.iter().map(|m| m.seconds).sum::<f64>(),
@@ -456,11 +511,22 @@ fn summary(
     backend: &str,
     history: &[EpochMetrics],
     test: &Evaluation,
+    tta: Tta,
 ) -> String {
     let train_secs: f64 = history.iter().map(|m| m.seconds).sum();
+    let views = match tta {
+        Tta::None => String::new(),
+        other => format!(
+            ", test-time augmentation {}",
+            other
+                .to_possible_value()
+                .expect("no skipped variants")
+                .get_name()
+        ),
+    };
     let mut s = format!(
         "\n{} trained {} epochs on {backend} in {train_secs:.0} s ({:.0} img/s mean)\n\
-         Test accuracy (best checkpoint): {:.2}% ({}/{}), test loss {:.4}\n",
+         Test accuracy (best checkpoint{views}): {:.2}% ({}/{}), test loss {:.4}\n",
         net.name,
         history.len(),
         history.iter().map(|m| m.images_per_sec).sum::<f64>() / history.len().max(1) as f64,

@@ -221,13 +221,32 @@ fn attach(
 }
 
 /// The optimizer for a whole model: `main` everywhere, or `classifier` (with its learning
-/// rate `classifier_factor` × the scheduled rate) on the fully connected layers.
+/// rate `classifier_factor` × the scheduled rate) on the fully connected layers; the
+/// batch-norm shifts (β) learn `norm_bias_scale` times faster than the rest of the network,
+/// with their weight decay divided by as much (airbench's bias scaler; 1 leaves them be).
 pub fn build<M: Module>(
     model: &M,
     main: &OptimizerSpec,
     classifier: Option<(&OptimizerSpec, f64)>,
+    norm_bias_scale: f64,
 ) -> ModuleOptimizer {
-    let optimizer = attach(None, main, 1.0, ParamGroup::all());
+    let mut optimizer = attach(None, main, 1.0, ParamGroup::all());
+    if norm_bias_scale != 1.0 {
+        let spec = OptimizerSpec {
+            weight_decay: main.weight_decay / norm_bias_scale,
+            ..main.clone()
+        };
+        // A field is entered with its name and the type of the struct that holds it.
+        let ids = param_ids(model, |path| {
+            matches!(path.last(), Some(("beta", "Struct:BatchNorm")))
+        });
+        optimizer = attach(
+            Some(optimizer),
+            &spec,
+            norm_bias_scale,
+            ParamGroup::from_ids(ids),
+        );
+    }
     match classifier {
         None => optimizer,
         Some((spec, factor)) => attach(
@@ -241,25 +260,44 @@ pub fn build<M: Module>(
 
 /// Ids of the parameters that belong to fully connected (`Linear`) layers.
 pub fn linear_param_ids<M: Module>(model: &M) -> Vec<ParamId> {
-    #[derive(Default)]
-    struct Collect {
-        stack: Vec<bool>,
+    param_ids(model, |path| {
+        path.iter()
+            .any(|(_, container)| *container == "Struct:Linear")
+    })
+}
+
+/// Ids of the float parameters whose path satisfies `keep`: from the model down to the
+/// parameter, each field's name with the type of the struct (or enum, …) that holds it.
+fn param_ids<M: Module>(model: &M, keep: impl Fn(&[(&str, &str)]) -> bool) -> Vec<ParamId> {
+    struct Collect<F> {
+        path: Vec<(String, String)>,
+        keep: F,
         ids: Vec<ParamId>,
     }
-    impl ModuleVisitor for Collect {
-        fn enter_module(&mut self, _name: &str, container_type: &str) {
-            self.stack.push(container_type == "Struct:Linear");
+    impl<F: Fn(&[(&str, &str)]) -> bool> ModuleVisitor for Collect<F> {
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.path
+                .push((name.to_string(), container_type.to_string()));
         }
         fn exit_module(&mut self, _name: &str, _container_type: &str) {
-            self.stack.pop();
+            self.path.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if self.stack.contains(&true) {
+            let path: Vec<(&str, &str)> = self
+                .path
+                .iter()
+                .map(|(n, c)| (n.as_str(), c.as_str()))
+                .collect();
+            if (self.keep)(&path) {
                 self.ids.push(param.id);
             }
         }
     }
-    let mut collect = Collect::default();
+    let mut collect = Collect {
+        path: Vec::new(),
+        keep,
+        ids: Vec::new(),
+    };
     model.visit(&mut collect);
     collect.ids
 }
@@ -280,7 +318,7 @@ mod tests {
             TensorData::new(vec![1f32, -2.0], [2, 1]),
             &device,
         ));
-        let mut optimizer = build(&layer, spec, None);
+        let mut optimizer = build(&layer, spec, None, 1.0);
         for _ in 0..3 {
             let loss = layer.weight.val().powi_scalar(2).sum() * 0.5;
             let grads = GradientsParams::from_grads(loss.backward(), &layer);
@@ -422,7 +460,7 @@ mod tests {
         let before = values(&net);
         let sgd = spec(OptimizerKind::Sgd, 0.0, false, 0.0);
         // The classifier's rate is 0 × the base rate: only the convolutions move.
-        let mut optimizer = build(&net, &sgd, Some((&sgd, 0.0)));
+        let mut optimizer = build(&net, &sgd, Some((&sgd, 0.0)), 1.0);
         let loss = net
             .forward(Tensor::<4>::ones([2, 3, 32, 32], &device))
             .powi_scalar(2)
@@ -436,6 +474,54 @@ mod tests {
             moved.iter().filter(|m| **m).count(),
             6,
             "three convolutions, weight and bias"
+        );
+    }
+
+    #[test]
+    fn batch_norm_shifts_learn_faster_by_the_bias_scale() {
+        let device = Device::flex().autodiff();
+        let config =
+            model::ModelConfig::from_name("tiny-cnn", &model::ModelOptions::default()).unwrap();
+        let net = config.init(&device).unwrap();
+        let betas = param_ids(&net, |path| {
+            matches!(path.last(), Some(("beta", "Struct:BatchNorm")))
+        });
+        assert_eq!(betas.len(), 2, "tiny-cnn's two batch norms");
+        let before = values(&net);
+        let step = |scale: f64| {
+            device.seed(7); // the same dropout masks in both runs
+            let sgd = spec(OptimizerKind::Sgd, 0.0, false, 0.0);
+            let mut optimizer = build(&net, &sgd, None, scale);
+            let loss = net
+                .forward(Tensor::<4>::ones([2, 3, 32, 32], &device))
+                .powi_scalar(2)
+                .sum();
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            values(&optimizer.step(0.01, net.clone(), grads))
+        };
+        let (plain, scaled) = (step(1.0), step(8.0));
+        // Batch norm's running statistics move in the forward pass, not by the optimizer.
+        let trained = param_ids(&net, |path| {
+            !path
+                .last()
+                .is_some_and(|(name, _)| name.starts_with("running_"))
+        });
+        for id in &trained {
+            let old = &before[id];
+            let moved = |after: &std::collections::HashMap<ParamId, Vec<f32>>| -> Vec<f32> {
+                after[id].iter().zip(old).map(|(a, b)| a - b).collect()
+            };
+            let factor = if betas.contains(id) { 8.0 } else { 1.0 };
+            for (p, s) in moved(&plain).iter().zip(moved(&scaled)) {
+                assert!(
+                    (s - factor * p).abs() <= 1e-4 * (1.0 + p.abs()),
+                    "{s} vs {factor} × {p}"
+                );
+            }
+        }
+        assert!(
+            betas.iter().any(|id| plain[id] != before[id]),
+            "the shifts moved"
         );
     }
 }

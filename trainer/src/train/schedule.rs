@@ -22,6 +22,9 @@ pub enum ScheduleKind {
     /// One-cycle: rise from base/25 to the base rate over the first 30 % of the run (cosine),
     /// then anneal to base/25/10⁴ (PyTorch's `OneCycleLR` defaults).
     OneCycle,
+    /// airbench94's triangle: linear from 0.2 × the base rate to the base rate at 23 % of the
+    /// run, then linear down to 0.07 × the base rate at its end.
+    Triangle,
 }
 
 /// A schedule with its parameters.
@@ -61,12 +64,24 @@ impl Schedule {
                 self.eta_min + 0.5 * (self.lr - self.eta_min) * (1.0 + (PI * epoch / total).cos())
             }
             ScheduleKind::OneCycle => return self.one_cycle(epoch / total),
+            ScheduleKind::Triangle => return self.triangle(epoch / total),
         };
         if epoch < self.warmup_epochs {
             base * epoch / self.warmup_epochs
         } else {
             base
         }
+    }
+
+    fn triangle(&self, progress: f64) -> f64 {
+        let (start, peak, end) = (0.2, 0.23, 0.07);
+        let t = progress.clamp(0.0, 1.0);
+        let factor = if t < peak {
+            start + (1.0 - start) * t / peak
+        } else {
+            1.0 + (end - 1.0) * (t - peak) / (1.0 - peak)
+        };
+        self.lr * factor
     }
 
     fn one_cycle(&self, progress: f64) -> f64 {
@@ -121,6 +136,10 @@ mod tests {
         assert!(close(one.lr_at(3.0), 0.1));
         assert!(close(one.lr_at(10.0), 0.004 / 1e4));
         assert!(one.lr_at(1.5) > one.lr_at(1.0) && one.lr_at(6.0) < one.lr_at(5.0));
+        let tri = schedule(ScheduleKind::Triangle);
+        assert!(close(tri.lr_at(0.0), 0.02) && close(tri.lr_at(2.3), 0.1));
+        assert!(close(tri.lr_at(1.15), 0.06) && close(tri.lr_at(10.0), 0.007));
+        assert!(close(tri.lr_at(6.15), 0.1 + (0.007 - 0.1) * 0.5));
     }
 
     #[test]
