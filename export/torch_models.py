@@ -1,4 +1,5 @@
-"""PyTorch twins of cifar-burn's networks `tiny-cnn`, `basic-cnn`, `resnet20` and `resnet9`.
+"""PyTorch twins of cifar-burn's networks `tiny-cnn`, `basic-cnn`, `resnet20`, `resnet9` and
+`airbench94`.
 
 Each twin has the same layers, parameter shapes, forward pass and parameter count as the
 Rust network in `model/src/zoo/` built from the configuration that `model/src/registry.rs`
@@ -41,6 +42,7 @@ EXPECTED_PARAMS = {
     "basic-cnn": 1_147_466,
     "resnet20": 272_474,
     "resnet9": 6_573_120,
+    "airbench94": 1_972_792,
 }
 
 # The Rust `NetConfig` of each registered name with default options (registry.rs).
@@ -70,6 +72,7 @@ NET_CONFIGS = {
         "bottleneck": False,
     },
     "resnet9": {"kind": "resnet9", "width": 64, "logit_scale": 0.125},
+    "airbench94": {"kind": "airbench", "widths": [64, 256, 256], "logit_scale": 1 / 9},
 }
 
 # `Activation` of model/src/activation.rs, by its config name.
@@ -296,7 +299,49 @@ class ResNet9(nn.Module):
         return self.fc(torch.flatten(self.global_max(x), 1)) * self.logit_scale
 
 
-FAMILIES = {"cnn": Cnn, "resnet": ResNet, "resnet9": ResNet9}
+class AirbenchGroup(nn.Module):
+    """`airbench::Group`: conv -> 2 x 2 max-pool -> BN -> GELU -> conv -> BN -> GELU, the
+    convolutions without bias, the batch norms with eps 1e-12."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        self.pool = max_pool2()
+        self.norm1 = nn.BatchNorm2d(cout, eps=1e-12, momentum=0.4)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.norm2 = nn.BatchNorm2d(cout, eps=1e-12, momentum=0.4)
+        self.activ = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.activ(self.norm1(self.pool(self.conv1(x))))
+        return self.activ(self.norm2(self.conv2(x)))
+
+
+class Airbench(nn.Module):
+    """`airbench::Airbench`: 2 x 2 whitening conv (24 filters, bias, no padding) -> GELU ->
+    three groups -> 3 x 3 max-pool -> linear without bias -> logits x `logit_scale`. (The
+    whitening weights and the batch-norm scales are frozen in training; a twin for inference
+    leaves them trainable, so its parameter count is the Rust one.)"""
+
+    def __init__(self, config: dict) -> None:
+        super().__init__()
+        a, b, c = config["widths"]
+        self.whiten = nn.Conv2d(3, 24, 2, padding=0, bias=True)
+        self.block1 = AirbenchGroup(24, a)
+        self.block2 = AirbenchGroup(a, b)
+        self.block3 = AirbenchGroup(b, c)
+        self.pool = nn.MaxPool2d(3)
+        self.fc = nn.Linear(c, config.get("classes", NUM_CLASSES), bias=False)
+        self.logit_scale = config["logit_scale"]
+        self.activ = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.activ(self.whiten(x))
+        x = self.block3(self.block2(self.block1(x)))
+        return self.fc(torch.flatten(self.pool(x), 1)) * self.logit_scale
+
+
+FAMILIES = {"cnn": Cnn, "resnet": ResNet, "resnet9": ResNet9, "airbench": Airbench}
 
 
 def from_net_config(config: dict) -> nn.Module:

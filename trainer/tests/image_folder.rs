@@ -69,10 +69,20 @@ fn an_image_folder_is_read_once_cached_checked_and_trained_on() {
     let train = CifarSet::train(&cache).unwrap();
     let test = CifarSet::test(&cache).unwrap();
     assert_eq!((train.len(), test.len()), (60, 30));
-    // Class folders in CIFAR-10's (alphabetical) order, files by name; 32 × 32 PNGs are kept
-    // exactly.
-    let mut order: Vec<usize> = (0..60).collect();
-    order.sort_by_key(|&i| (set.labels[i], i));
+    // The classes interleaved (the first file of each class in CIFAR-10's alphabetical
+    // order, then the second, …), files by name; 32 × 32 PNGs are kept exactly.
+    let interleaved = |images: std::ops::Range<usize>| {
+        let rank = |i: usize| {
+            images
+                .clone()
+                .filter(|&j| j < i && set.labels[j] == set.labels[i])
+                .count()
+        };
+        let mut order: Vec<usize> = images.clone().collect();
+        order.sort_by_key(|&i| (rank(i), set.labels[i]));
+        order
+    };
+    let order = interleaved(0..60);
     for (k, &i) in order.iter().enumerate() {
         assert_eq!(train.labels[k], set.labels[i]);
         assert_eq!(train.image(k), set.image(i), "image {i}");
@@ -80,8 +90,7 @@ fn an_image_folder_is_read_once_cached_checked_and_trained_on() {
     assert_eq!(info.sizes.max, (64, 48));
     assert_eq!(info.sizes.min, (32, 32));
     // The 64 × 48 JPEGs seen as their centre square: close to the originals.
-    let mut sorted: Vec<usize> = (60..90).collect();
-    sorted.sort_by_key(|&i| (set.labels[i], i));
+    let sorted = interleaved(60..90);
     let error: f64 = sorted
         .iter()
         .enumerate()

@@ -133,6 +133,10 @@ fn exported_models_run_in_onnx_runtime_with_burns_logits() {
             "resnet9",
             r#"{"kind":"resnet9","width":4,"logit_scale":0.125}"#,
         ),
+        (
+            "airbench",
+            r#"{"kind":"airbench","widths":[4,8,8],"logit_scale":0.125}"#,
+        ),
     ]
     .map(|(n, j)| (n.to_string(), j.to_string()))
     .to_vec();

@@ -217,6 +217,10 @@ mod tests {
                 "resnet9",
                 r#"{"kind":"resnet9","width":4,"logit_scale":0.125}"#,
             ),
+            json(
+                "airbench",
+                r#"{"kind":"airbench","widths":[4,8,8],"logit_scale":0.125}"#,
+            ),
         ]
     }
 

@@ -53,7 +53,14 @@ pub struct FolderInfo {
     pub sizes: SizeSummary,
     /// Files skipped, with the reason.
     pub bad: Vec<BadFile>,
+    /// How the records are laid out ([`CACHE_LAYOUT`]; absent, 0, in caches written with the
+    /// classes one after the other, which are rebuilt).
+    #[serde(default)]
+    pub layout: u32,
 }
+
+/// The record layout of caches written now: classes interleaved.
+pub const CACHE_LAYOUT: u32 = 1;
 
 /// Image sizes seen in a folder.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -69,7 +76,9 @@ pub struct SizeSummary {
 /// A file decoded into a record's pixels and its original width and height, or why not.
 type Decoded = Result<(Vec<u8>, (u32, u32)), String>;
 
-/// One split's files with their labels, in class then name order.
+/// One split's files with their labels, the classes interleaved: the first file (by name) of
+/// each class, then the second of each, and so on, so that the first N images (`--limit`)
+/// hold every class.
 struct SplitFiles {
     name: &'static str,
     files: Vec<(PathBuf, u8)>,
@@ -100,8 +109,8 @@ fn split_files(root: &Path, name: &'static str, classes: &[String]) -> Result<Sp
         found.join(", "),
         classes.join(", ")
     );
-    let mut files = Vec::new();
-    for (label, class) in classes.iter().enumerate() {
+    let mut per_class = Vec::new();
+    for class in classes {
         let mut names: Vec<PathBuf> = std::fs::read_dir(dir.join(class))?
             .filter_map(|e| e.ok())
             .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
@@ -109,7 +118,14 @@ fn split_files(root: &Path, name: &'static str, classes: &[String]) -> Result<Sp
             .map(|e| e.path())
             .collect();
         names.sort();
-        files.extend(names.into_iter().map(|p| (p, label as u8)));
+        per_class.push(names.into_iter());
+    }
+    let total: usize = per_class.iter().map(|names| names.len()).sum();
+    let mut files = Vec::with_capacity(total);
+    while files.len() < total {
+        for (label, names) in per_class.iter_mut().enumerate() {
+            files.extend(names.next().map(|p| (p, label as u8)));
+        }
     }
     Ok(SplitFiles { name, files })
 }
@@ -172,6 +188,7 @@ pub fn cached_batches(dir: &Path, strict: bool) -> Result<(PathBuf, FolderInfo)>
     if let Ok(text) = std::fs::read_to_string(cache.join(SOURCE_FILE))
         && let Ok(info) = serde_json::from_str::<FolderInfo>(&text)
         && info.fingerprint == prints
+        && info.layout == CACHE_LAYOUT
         && (!strict || info.bad.is_empty())
     {
         return Ok((cache, info));
@@ -256,6 +273,7 @@ pub fn cached_batches(dir: &Path, strict: bool) -> Result<(PathBuf, FolderInfo)>
         counts,
         sizes: summarise(&sizes),
         bad,
+        layout: CACHE_LAYOUT,
     };
     write_atomic(
         &cache.join("batches.meta.txt"),
