@@ -229,20 +229,16 @@ fn symmetric_eigen(mut a: [[f64; PATCH]; PATCH]) -> (Vec<(f64, usize)>, [[f64; P
                 let t = if theta == 0.0 { 1.0 } else { t };
                 let c = 1.0 / (t * t + 1.0).sqrt();
                 let s = t * c;
-                for k in 0..PATCH {
-                    let (akp, akq) = (a[k][p], a[k][q]);
-                    a[k][p] = c * akp - s * akq;
-                    a[k][q] = s * akp + c * akq;
+                let rotate = |x: f64, y: f64| (c * x - s * y, s * x + c * y);
+                for row in a.iter_mut() {
+                    (row[p], row[q]) = rotate(row[p], row[q]);
                 }
-                for k in 0..PATCH {
-                    let (apk, aqk) = (a[p][k], a[q][k]);
-                    a[p][k] = c * apk - s * aqk;
-                    a[q][k] = s * apk + c * aqk;
+                let (row_p, row_q) = (a[p], a[q]);
+                for (k, (&x, &y)) in row_p.iter().zip(&row_q).enumerate() {
+                    (a[p][k], a[q][k]) = rotate(x, y);
                 }
                 for row in v.iter_mut() {
-                    let (vp, vq) = (row[p], row[q]);
-                    row[p] = c * vp - s * vq;
-                    row[q] = s * vp + c * vq;
+                    (row[p], row[q]) = rotate(row[p], row[q]);
                 }
             }
         }
@@ -438,15 +434,13 @@ mod tests {
         // A random symmetric matrix: V diag(λ) Vᵀ must give it back, V orthonormal.
         let mut a = [[0f64; PATCH]; PATCH];
         let mut seed = 7u64;
-        for i in 0..PATCH {
-            for j in 0..=i {
-                seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                let x = (seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
-                a[i][j] = x;
-                a[j][i] = x;
-            }
+        for (i, j) in (0..PATCH).flat_map(|i| (0..=i).map(move |j| (i, j))) {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let x = (seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+            a[i][j] = x;
+            a[j][i] = x;
         }
         let (values, v) = symmetric_eigen(a);
         assert!(values.windows(2).all(|w| w[0].0 >= w[1].0));

@@ -311,7 +311,7 @@ pub fn run(job: &TrainJob) -> Result<TrainOutcome> {
             model = optimizer.step(lr, model, grads);
             if let (Some(average), Some(every)) = (&mut lookahead, config.optim.lookahead_every) {
                 let global = (epoch - 1) * steps_per_epoch + step + 1;
-                if global % every == 0 {
+                if global.is_multiple_of(every) {
                     model = average.update(model, Lookahead::decay(every, global, total_steps));
                 }
             }
