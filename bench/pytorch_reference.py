@@ -45,7 +45,7 @@ TEST_FILE = "test_batch.bin"
 SEED = 0
 CSV_HEADER = [
     "impl", "backend", "model", "params", "phase", "batch", "threads", "steps",
-    "img_per_s", "ms_median", "ms_min", "ms_max", "peak_mb",
+    "img_per_s", "ms_median", "ms_min", "ms_max", "peak_mb", "ms_first",
 ]
 TABLE_HEADER = "model       phase   batch     img/s   ms/step median (min–max)   peak MB"
 
@@ -151,17 +151,17 @@ class PeakMemory:
         return float("nan")
 
 
-def time_steps(step, batches, warmup: int, sync) -> list[float]:
-    """Runs `step` on every batch; returns the seconds of each step after the warm-up."""
+def time_steps(step, batches, warmup: int, sync) -> tuple[float, list[float]]:
+    """Runs `step` on every batch; returns the seconds of the first step (on a GPU it includes
+    cuDNN's algorithm search and CUDA's start-up) and of each step after the warm-up."""
     times = []
-    for i, (images, labels) in enumerate(batches):
+    for images, labels in batches:
         sync()
         start = time.perf_counter()
         step(images, labels)
         sync()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return times
+        times.append(time.perf_counter() - start)
+    return times[0], times[warmup:]
 
 
 def make_optimizer(name: str, params) -> torch.optim.Optimizer:
@@ -181,6 +181,7 @@ class Row:
     batch: int
     times: list[float]
     peak_mb: float
+    first_s: float
 
     @property
     def median_s(self) -> float:
@@ -226,8 +227,8 @@ def bench_model(name: str, twins, batches: Batches, args, device, peak: PeakMemo
         optimizer.step()
 
     model.train()
-    train_times = time_steps(train_step, batches.train, args.warmup, sync)
-    train = Row(name, params, "train", args.batch_size, train_times, peak.read())
+    first, train_times = time_steps(train_step, batches.train, args.warmup, sync)
+    train = Row(name, params, "train", args.batch_size, train_times, peak.read(), first)
 
     del optimizer
     model.zero_grad(set_to_none=True)
@@ -241,8 +242,8 @@ def bench_model(name: str, twins, batches: Batches, args, device, peak: PeakMemo
 
     peak.reset()
     model.eval()
-    infer_times = time_steps(infer_step, batches.infer, args.warmup, sync)
-    infer = Row(name, params, "infer", args.infer_batch, infer_times, peak.read())
+    first, infer_times = time_steps(infer_step, batches.infer, args.warmup, sync)
+    infer = Row(name, params, "infer", args.infer_batch, infer_times, peak.read(), first)
     return [train, infer]
 
 
@@ -329,6 +330,7 @@ def main() -> int:
                 "pytorch", backend, r.model, r.params, r.phase, r.batch, args.threads,
                 len(r.times), f"{r.img_per_s:.2f}", f"{r.median_s * 1e3:.3f}",
                 f"{min(r.times) * 1e3:.3f}", f"{max(r.times) * 1e3:.3f}", f"{r.peak_mb:.1f}",
+                f"{r.first_s * 1e3:.3f}",
             ])
     return 0
 

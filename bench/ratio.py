@@ -17,7 +17,7 @@ from pathlib import Path
 
 HEADER = [
     "impl", "backend", "model", "params", "phase", "batch", "threads", "steps",
-    "img_per_s", "ms_median", "ms_min", "ms_max", "peak_mb",
+    "img_per_s", "ms_median", "ms_min", "ms_max", "peak_mb", "ms_first",
 ]
 DASH = "–"
 

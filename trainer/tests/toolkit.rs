@@ -99,6 +99,18 @@ fn every_training_option_changes_training() {
         quick(&runs, "random-flip", &["--flip"]),
         quick(&runs, "alternating", &["--flip", "--alternating-flip"])
     );
+    // Distillation from a shipped network: it changes training, and with α = 0 it does not.
+    let teacher = sample().join("../../weights/basic-cnn.safetensors");
+    let teacher = teacher.to_str().unwrap();
+    assert_ne!(quick(&runs, "distilled", &["--teacher", teacher]), baseline);
+    assert_eq!(
+        quick(
+            &runs,
+            "alpha-0",
+            &["--teacher", teacher, "--distill-weight", "0"]
+        ),
+        baseline
+    );
     // Step and exponential schedules act from the second epoch on.
     let csv = |name: &str| std::fs::read_to_string(runs.join(name).join("metrics.csv")).unwrap();
     quick(

@@ -200,6 +200,16 @@ pub struct LossConfig {
     /// L2 penalty on conv/linear weights, added to the loss.
     #[arg(long, default_value_t = 0.0)]
     pub l2: f64,
+    /// Knowledge distillation from this trained network (a checkpoint file or a run folder):
+    /// the student also learns the teacher's softened predictions (Hinton et al. 2015).
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+    /// Weight α of the distillation term; the data loss (with its L1/L2 penalties) gets 1 − α.
+    #[arg(long, default_value_t = 0.9)]
+    pub distill_weight: f64,
+    /// Temperature T softening both networks' predictions (the term is scaled by T²).
+    #[arg(long, default_value_t = 4.0)]
+    pub distill_temperature: f64,
 }
 
 /// `[stop]`: ending a run before its last epoch.

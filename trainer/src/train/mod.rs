@@ -2,6 +2,7 @@
 
 pub mod clip;
 pub mod config;
+pub mod distill;
 pub mod lookahead;
 pub mod loss;
 pub mod optim;
@@ -26,6 +27,7 @@ use rand::seq::SliceRandom;
 use serde_json::json;
 
 pub use self::config::{TrainArgs, TrainConfig, TrainJob};
+use self::distill::Teacher;
 use self::lookahead::Lookahead;
 use self::loss::Objective;
 use self::optim::OptimizerSpec;
@@ -98,6 +100,14 @@ fn check(config: &TrainConfig) -> Result<()> {
         "--lookahead-every must be at least 1"
     );
     ensure!(
+        (0.0..=1.0).contains(&config.loss.distill_weight),
+        "--distill-weight is a weight in 0–1"
+    );
+    ensure!(
+        config.loss.distill_temperature > 0.0 && config.loss.distill_temperature.is_finite(),
+        "--distill-temperature must be a positive number"
+    );
+    ensure!(
         config.optim.classifier_lr.is_none() || config.optim.classifier_optimizer.is_some(),
         "--classifier-lr needs --classifier-optimizer"
     );
@@ -153,17 +163,7 @@ pub fn run(job: &TrainJob) -> Result<TrainOutcome> {
 
     let mut model = init_model(&net, &ad_device, config.run.seed)?;
     if model.has_whitening() && job.resume.is_none() {
-        let count = WHITENING_IMAGES.min(train.len());
-        let mut pixels = vec![0f32; count * model::IMAGE_VALUES];
-        for (i, out) in pixels.chunks_exact_mut(model::IMAGE_VALUES).enumerate() {
-            normalization.normalize_into(train.image(i), out);
-        }
-        let images = Tensor::<4>::from_data(
-            burn::tensor::TensorData::new(pixels, [count, 3, model::IMAGE_SIZE, model::IMAGE_SIZE]),
-            &ad_device,
-        );
-        model = model.whiten(images)?;
-        println!("Whitening layer set from the 2 × 2 patches of {count} training images");
+        model = whiten(model, &train, normalization, &ad_device)?;
     }
     let main = OptimizerSpec {
         kind: config.optim.optimizer,
@@ -223,6 +223,21 @@ pub fn run(job: &TrainJob) -> Result<TrainOutcome> {
     )?;
     println!("Run folder: {}", run.path.display());
 
+    let teacher = match &config.loss.teacher {
+        Some(path) => {
+            let teacher = Teacher::load(
+                path,
+                &device,
+                normalization,
+                &classes,
+                config.loss.distill_weight,
+                config.loss.distill_temperature,
+            )?;
+            println!("Teacher: {}", teacher.describe());
+            Some(teacher)
+        }
+        None => None,
+    };
     let objective = Objective {
         kind: config.loss.loss,
         label_smoothing: config.loss.label_smoothing,
@@ -291,8 +306,11 @@ pub fn run(job: &TrainJob) -> Result<TrainOutcome> {
             let n = batch.len();
             let lr = schedule.lr_at((epoch - 1) as f64 + step as f64 / steps_per_epoch as f64);
             let batch = batch.to_device(&ad_device);
-            let logits = model.forward(batch.images);
-            let loss = objective.loss(logits.clone(), batch.targets, &model);
+            let logits = model.forward(batch.images.clone());
+            let mut loss = objective.loss(logits.clone(), batch.targets, &model);
+            if let Some(teacher) = &teacher {
+                loss = teacher.blend(loss, logits.clone(), batch.images);
+            }
             let hits = logits
                 .argmax(1)
                 .reshape([n])
@@ -443,6 +461,20 @@ pub fn run(job: &TrainJob) -> Result<TrainOutcome> {
         stopped_early,
         test: test_eval,
     })
+}
+
+/// `model` with its whitening layer set from the first [`WHITENING_IMAGES`] of `train`.
+fn whiten(
+    model: Model,
+    train: &CifarSet,
+    normalization: Normalization,
+    device: &Device,
+) -> Result<Model> {
+    let count = WHITENING_IMAGES.min(train.len());
+    let pixels: Vec<u8> = (0..count).flat_map(|i| train.image(i).to_vec()).collect();
+    let model = model.whiten(normalization.tensor(&pixels, device))?;
+    println!("Whitening layer set from the 2 × 2 patches of {count} training images");
+    Ok(model)
 }
 
 fn checkpoint_info(

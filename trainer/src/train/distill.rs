@@ -1,0 +1,139 @@
+//! Knowledge distillation (Hinton et al. 2015, "Distilling the knowledge in a neural
+//! network"): a trained teacher's predictions, softened by a temperature `T`, become a second
+//! target for the student. The loss is `(1 − α) · data loss + α · T² · KL(teacher_T ‖
+//! student_T)`, where `p_T = softmax(logits / T)`; the `T²` keeps the soft term's gradients on
+//! the scale of the hard one's.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, ensure};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Tensor, TensorData};
+use model::{Checkpoint, Model, Normalization};
+
+use crate::io::checkpoint_path;
+
+/// A teacher network with what it takes to read the student's batches.
+pub struct Teacher {
+    /// The teacher, in inference mode, on the training device without autodiff.
+    model: Model,
+    /// Per channel, the student's normalised values times `scale` plus `shift` are the
+    /// teacher's (`None` when both normalise alike).
+    renormalise: Option<(Tensor<4>, Tensor<4>)>,
+    /// α.
+    weight: f64,
+    /// T.
+    temperature: f64,
+}
+
+impl Teacher {
+    /// Loads the checkpoint `path` (a file or a run folder's best) onto `device` (the
+    /// training device without autodiff); fails unless it predicts `classes`.
+    pub fn load(
+        path: &Path,
+        device: &Device,
+        student: Normalization,
+        classes: &[String],
+        weight: f64,
+        temperature: f64,
+    ) -> Result<Self> {
+        let file = checkpoint_path(path);
+        let bytes = std::fs::read(&file)
+            .with_context(|| format!("--teacher: cannot read checkpoint {}", file.display()))?;
+        let checkpoint = Checkpoint::from_bytes(&bytes, device)
+            .with_context(|| format!("--teacher: cannot load {}", file.display()))?;
+        ensure!(
+            checkpoint.info.classes == classes,
+            "--teacher {} classifies [{}] but the data has the classes [{}]",
+            file.display(),
+            checkpoint.info.classes.join(", "),
+            classes.join(", ")
+        );
+        let theirs = checkpoint.info.normalization;
+        let renormalise = (theirs != student).then(|| {
+            let per_channel = |values: [f32; 3]| {
+                Tensor::<4>::from_data(TensorData::new(values.to_vec(), [1, 3, 1, 1]), device)
+            };
+            let scale = [0, 1, 2].map(|c| student.std[c] / theirs.std[c]);
+            let shift = [0, 1, 2].map(|c| (student.mean[c] - theirs.mean[c]) / theirs.std[c]);
+            (per_channel(scale), per_channel(shift))
+        });
+        Ok(Self {
+            model: checkpoint.model,
+            renormalise,
+            weight,
+            temperature,
+        })
+    }
+
+    /// The teacher's name and parameter count, for the run's log.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({} parameters), α = {}, T = {}",
+            self.model.config().name,
+            self.model.parameter_count(),
+            self.weight,
+            self.temperature
+        )
+    }
+
+    /// `data_loss` blended with the distillation term for the student's `logits` on `images`
+    /// (the student's batch, normalised the student's way).
+    pub fn blend(&self, data_loss: Tensor<1>, logits: Tensor<2>, images: Tensor<4>) -> Tensor<1> {
+        let images = images.inner();
+        let images = match &self.renormalise {
+            Some((scale, shift)) => images * scale.clone() + shift.clone(),
+            None => images,
+        };
+        let teacher = self.model.forward(images).autodiff();
+        data_loss * (1.0 - self.weight)
+            + soft_cross_entropy(logits, teacher, self.temperature) * self.weight
+    }
+}
+
+/// `T² · KL(softmax(teacher / T) ‖ softmax(student / T))`, averaged over the batch.
+pub fn soft_cross_entropy(student: Tensor<2>, teacher: Tensor<2>, temperature: f64) -> Tensor<1> {
+    let log_student = log_softmax(student / temperature, 1);
+    let log_teacher = log_softmax(teacher.detach() / temperature, 1);
+    let kl = (log_teacher.clone().exp() * (log_teacher - log_student)).sum_dim(1);
+    kl.mean() * (temperature * temperature)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logits(values: &[f32], device: &Device) -> Tensor<2> {
+        Tensor::from_data(
+            TensorData::new(values.to_vec(), [values.len() / 3, 3]),
+            device,
+        )
+    }
+
+    #[test]
+    fn the_soft_term_is_the_scaled_kl_divergence() {
+        let device = Device::flex();
+        let (s, t) = (
+            [1.0f32, 2.0, 0.5, -1.0, 0.0, 1.0],
+            [2.0f32, 0.0, 1.0, 0.5, 0.5, 0.5],
+        );
+        let temperature = 2.0;
+        let got = soft_cross_entropy(logits(&s, &device), logits(&t, &device), temperature)
+            .into_scalar::<f32>() as f64;
+        let softmax = |z: &[f32]| -> Vec<f64> {
+            let e: Vec<f64> = z.iter().map(|v| (*v as f64 / temperature).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            e.iter().map(|v| v / sum).collect()
+        };
+        let mut want = 0.0;
+        for row in 0..2 {
+            let (p, q) = (softmax(&t[row * 3..][..3]), softmax(&s[row * 3..][..3]));
+            want += p.iter().zip(&q).map(|(p, q)| p * (p / q).ln()).sum::<f64>();
+        }
+        want = want / 2.0 * temperature * temperature;
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        // A student that agrees with its teacher pays nothing.
+        let same = soft_cross_entropy(logits(&t, &device), logits(&t, &device), temperature);
+        assert!(same.into_scalar::<f32>().abs() < 1e-6);
+    }
+}
