@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Backend {
-    /// The fastest backend compiled in for the GPU found (CUDA, then Vulkan with SPIR-V, then
-    /// wgpu), Flex when there is none.
+    /// The first GPU backend compiled in that finds a hardware GPU (CUDA, then Vulkan with
+    /// SPIR-V, then wgpu: the expected order of speed, not yet measured), Flex when none does.
     #[default]
     Auto,
     /// wgpu (Vulkan, Metal, DX12 or GL), on whatever adapter it finds, software ones included.
