@@ -49,14 +49,29 @@ pub fn checkpoint_path(path: &Path) -> PathBuf {
 
 /// Loads a checkpoint on the device chosen by `backend`; prints which one.
 pub fn load_checkpoint(path: &Path, backend: Backend) -> Result<(Checkpoint, Device)> {
-    let path = checkpoint_path(path);
-    let bytes = std::fs::read(&path)
-        .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+    let (file, bytes) = checkpoint_bytes(path)?;
     let selected = backend::select(backend)?;
     eprintln!("Backend: {}", selected.description());
-    let checkpoint = Checkpoint::from_bytes(&bytes, &selected.device)
-        .with_context(|| format!("cannot load {}", path.display()))?;
+    let checkpoint = parse_checkpoint(&file, &bytes, &selected.device)?;
     Ok((checkpoint, selected.device))
+}
+
+/// Loads a checkpoint (a file, or a run folder's best) on `device`.
+pub fn read_checkpoint(path: &Path, device: &Device) -> Result<Checkpoint> {
+    let (file, bytes) = checkpoint_bytes(path)?;
+    parse_checkpoint(&file, &bytes, device)
+}
+
+/// The checkpoint file `path` names and its bytes.
+fn checkpoint_bytes(path: &Path) -> Result<(PathBuf, Vec<u8>)> {
+    let file = checkpoint_path(path);
+    let bytes = std::fs::read(&file)
+        .with_context(|| format!("cannot read checkpoint {}", file.display()))?;
+    Ok((file, bytes))
+}
+
+fn parse_checkpoint(file: &Path, bytes: &[u8], device: &Device) -> Result<Checkpoint> {
+    Checkpoint::from_bytes(bytes, device).with_context(|| format!("cannot load {}", file.display()))
 }
 
 #[cfg(test)]

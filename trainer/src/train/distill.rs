@@ -9,9 +9,9 @@ use std::path::Path;
 use anyhow::{Context, Result, ensure};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
-use model::{Checkpoint, Model, Normalization};
+use model::{Model, Normalization};
 
-use crate::io::checkpoint_path;
+use crate::io::read_checkpoint;
 
 /// A teacher network with what it takes to read the student's batches.
 pub struct Teacher {
@@ -37,15 +37,11 @@ impl Teacher {
         weight: f64,
         temperature: f64,
     ) -> Result<Self> {
-        let file = checkpoint_path(path);
-        let bytes = std::fs::read(&file)
-            .with_context(|| format!("--teacher: cannot read checkpoint {}", file.display()))?;
-        let checkpoint = Checkpoint::from_bytes(&bytes, device)
-            .with_context(|| format!("--teacher: cannot load {}", file.display()))?;
+        let checkpoint = read_checkpoint(path, device).context("--teacher")?;
         ensure!(
             checkpoint.info.classes == classes,
             "--teacher {} classifies [{}] but the data has the classes [{}]",
-            file.display(),
+            path.display(),
             checkpoint.info.classes.join(", "),
             classes.join(", ")
         );

@@ -471,8 +471,8 @@ fn whiten(
     device: &Device,
 ) -> Result<Model> {
     let count = WHITENING_IMAGES.min(train.len());
-    let pixels: Vec<u8> = (0..count).flat_map(|i| train.image(i).to_vec()).collect();
-    let model = model.whiten(normalization.tensor(&pixels, device))?;
+    let pixels = &train.pixels[..count * model::IMAGE_VALUES];
+    let model = model.whiten(normalization.tensor(pixels, device))?;
     println!("Whitening layer set from the 2 × 2 patches of {count} training images");
     Ok(model)
 }
