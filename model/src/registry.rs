@@ -16,7 +16,7 @@ use crate::{Activation, MAX_CLASSES, ModelError, NUM_CLASSES};
 
 /// The registered model names with a one-line description, in the order `trainer models`
 /// lists them. `resnet<6n+2>` and `wrn-<depth>-<width>` accept other depths and widths too.
-pub const MODELS: [(&str, &str); 16] = [
+pub const MODELS: [(&str, &str); 17] = [
     ("mlp", "seed 001: 3072 → h → h → 10 perceptron (h = 512)"),
     (
         "tiny-cnn",
@@ -65,6 +65,10 @@ pub const MODELS: [(&str, &str); 16] = [
     (
         "airbench94",
         "airbench94: whitening conv, GELU conv groups 64/256/256",
+    ),
+    (
+        "airbench93",
+        "airbench93: airbench94 with conv groups 64/128/128",
     ),
 ];
 
@@ -410,6 +414,13 @@ fn build_net(name: &str, o: &ModelOptions) -> Result<NetConfig, ModelError> {
             o.only(name, &[])?;
             NetConfig::Airbench(AirbenchConfig::default())
         }
+        "airbench93" => {
+            o.only(name, &[])?;
+            NetConfig::Airbench(AirbenchConfig {
+                widths: [64, 128, 128],
+                ..AirbenchConfig::default()
+            })
+        }
         _ => return parametric(name, o),
     };
     Ok(net)
@@ -504,6 +515,28 @@ impl Model {
             other => other,
         };
         Ok(Self { net, ..self })
+    }
+
+    /// Folds the batch norms' pending running statistics into their values. Burn keeps the
+    /// statistics of a training forward pass pending (per thread) until the next forward pass
+    /// or `valid()` reads them, while visiting or mapping the module sees the value before
+    /// them: call this before reading or rewriting every tensor of a network in training (an
+    /// average of its weights, a saved state).
+    pub fn sync_running_stats(&self) {
+        // `valid()` syncs every running state it copies, and the copies share their state
+        // with this network's.
+        let _ = self.valid();
+    }
+
+    /// The network with its whitening layer's bias frozen: it gets no gradient, so the
+    /// optimizer leaves it as it is (airbench trains it for the first epochs only). A network
+    /// without a whitening layer is returned unchanged.
+    pub fn freeze_whitening_bias(self) -> Self {
+        let net = match self.net {
+            Net::Airbench(a) => Net::Airbench(a.freeze_whitening_bias()),
+            other => other,
+        };
+        Self { net, ..self }
     }
 
     /// The network itself.

@@ -52,7 +52,7 @@ pub enum Command {
     Landscape(LandscapeArgs),
     /// Seed 002's figure: per-step training-loss band over several learning rates, with and
     /// without BatchNorm.
-    LrBand(LrBandArgs),
+    LrBand(Box<LrBandArgs>),
     /// One self-contained HTML page of a run: summary, curves, metrics, evaluation and
     /// visualisations.
     Report(ReportArgs),

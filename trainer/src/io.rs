@@ -38,12 +38,18 @@ pub fn output_dir(out: Option<&Path>, checkpoint: &Path, folder: &str) -> PathBu
     }
 }
 
-/// A checkpoint file, or a run folder (its `best.safetensors`).
+/// A checkpoint file, or a run folder's tested weights: its `best.safetensors` (the best
+/// validation accuracy), or `last.safetensors` when it trained without validation.
 pub fn checkpoint_path(path: &Path) -> PathBuf {
-    if path.is_dir() {
-        path.join("best.safetensors")
+    if !path.is_dir() {
+        return path.to_path_buf();
+    }
+    let best = path.join("best.safetensors");
+    let last = path.join("last.safetensors");
+    if !best.exists() && last.exists() {
+        last
     } else {
-        path.to_path_buf()
+        best
     }
 }
 
@@ -87,6 +93,14 @@ mod tests {
         write_atomic(&file, b"[]").unwrap();
         assert_eq!(std::fs::read(&file).unwrap(), b"[]");
         assert!(!dir.join("x.json.tmp").exists());
+        assert_eq!(checkpoint_path(&dir), dir.join("best.safetensors"));
+        write_atomic(&dir.join("last.safetensors"), b"").unwrap();
+        assert_eq!(
+            checkpoint_path(&dir),
+            dir.join("last.safetensors"),
+            "a run without validation"
+        );
+        write_atomic(&dir.join("best.safetensors"), b"").unwrap();
         assert_eq!(checkpoint_path(&dir), dir.join("best.safetensors"));
         assert_eq!(checkpoint_path(&file), file);
         assert_eq!(output_dir(None, &file, "viz"), dir.join("viz"));

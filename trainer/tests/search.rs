@@ -224,7 +224,7 @@ fn hopeless_trials_are_cut_after_their_first_epoch() {
         config.contains("model = \"tiny-cnn\"") && config.contains("gamma = 0.995"),
         "{config}"
     );
-    assert!(config.contains("epochs = 3"), "{config}");
+    assert!(config.contains("epochs = 3.0"), "{config}");
 }
 
 #[test]

@@ -143,6 +143,12 @@ pub struct Airbench {
 }
 
 impl Airbench {
+    /// The network with the whitening layer's bias frozen (no gradient).
+    pub fn freeze_whitening_bias(mut self) -> Self {
+        self.whiten.bias = self.whiten.bias.map(|b| b.set_require_grad(false));
+        self
+    }
+
     /// Sets the frozen whitening filters from the 2 × 2 patches of `images` (normalised, `[n,
     /// 3, h, w]`): the covariance's eigenvectors scaled by `1/√(λ + 5e-4)`, largest eigenvalue
     /// first, then the same filters negated. The bias is left as it is.

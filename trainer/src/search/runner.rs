@@ -137,10 +137,7 @@ fn run_trial(spec: &SearchSpec, dir: &Path, k: usize, params: Params) -> TrialRe
                 .iter()
                 .filter_map(|m| m.val.map(|(_, acc)| acc))
                 .fold(None, |b: Option<f64>, a| Some(b.map_or(a, |b| b.max(a))));
-            let cut = outcome
-                .stopped_early
-                .as_deref()
-                .is_some_and(|why| why.starts_with("cut"));
+            let cut = matches!(outcome.stopped_early, Some(train::StopReason::Cut { .. }));
             TrialResult {
                 trial: k,
                 status: if cut { "cut" } else { "ok" }.into(),
@@ -171,7 +168,7 @@ pub fn trial_config(
     name: String,
 ) -> Result<TrainConfig> {
     let mut own = toml::Table::new();
-    own.insert("epochs".into(), (spec.epochs as i64).into());
+    own.insert("epochs".into(), (spec.epochs as f64).into());
     own.insert("seed".into(), ((spec.seed + k as u64) as i64).into());
     own.insert("runs-dir".into(), dir.display().to_string().into());
     own.insert("name".into(), name.into());
