@@ -5,6 +5,8 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "onnx")]
+use crate::onnx::{Emit, Graph};
 use crate::zoo::Staged;
 use crate::zoo::airbench::{Airbench, AirbenchConfig};
 use crate::zoo::cnn::{Cnn, CnnConfig, LayerSpec};
@@ -487,6 +489,20 @@ impl Net {
     }
 }
 
+#[cfg(feature = "onnx")]
+impl Emit for Net {
+    fn emit(&self, g: &mut Graph, x: &str, scope: &str) -> Result<String, ModelError> {
+        match self {
+            Net::Mlp(m) => m.emit(g, x, scope),
+            Net::Cnn(m) => m.emit(g, x, scope),
+            Net::ResNet(m) => m.emit(g, x, scope),
+            Net::WideResNet(m) => m.emit(g, x, scope),
+            Net::ResNet9(m) => m.emit(g, x, scope),
+            Net::Airbench(m) => m.emit(g, x, scope),
+        }
+    }
+}
+
 /// A built network together with the configuration it was built from.
 #[derive(Module, Debug)]
 pub struct Model {
@@ -540,6 +556,7 @@ impl Model {
     }
 
     /// The network itself.
+    #[cfg(feature = "onnx")]
     pub(crate) fn net(&self) -> &Net {
         &self.net
     }

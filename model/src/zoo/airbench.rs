@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Staged, flatten};
 use crate::layers::{conv, max_pool2, replace_value};
+#[cfg(feature = "onnx")]
 use crate::onnx::{Emit, Graph, join};
 use crate::{Activation, ModelError, NUM_CLASSES};
 
@@ -280,6 +281,7 @@ impl Staged for Airbench {
     }
 }
 
+#[cfg(feature = "onnx")]
 impl Emit for Group {
     fn emit(&self, g: &mut Graph, x: &str, scope: &str) -> Result<String, ModelError> {
         let x = self.conv1.emit(g, x, &join(scope, "conv1"))?;
@@ -292,6 +294,7 @@ impl Emit for Group {
     }
 }
 
+#[cfg(feature = "onnx")]
 impl Emit for Airbench {
     fn emit(&self, g: &mut Graph, x: &str, scope: &str) -> Result<String, ModelError> {
         let x = self.whiten.emit(g, x, &join(scope, "whiten"))?;

@@ -18,9 +18,9 @@ use model::ModelOptions;
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
 
-use super::loss::LossKind;
+use super::loss::{LossKind, Objective};
 use super::optim::OptimizerKind;
-use super::schedule::ScheduleKind;
+use super::schedule::{Schedule, ScheduleKind};
 use crate::args::{BackendArg, DataArg};
 use crate::data::augment::Augment;
 use crate::eval::Tta;
@@ -289,6 +289,37 @@ pub struct RunConfig {
     /// learning curves and time to accuracy; it never chooses the weights.
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
     pub test_each_epoch: bool,
+}
+
+// The parts of a run, built from its configuration.
+
+impl From<&TrainConfig> for Objective {
+    fn from(config: &super::TrainConfig) -> Self {
+        let loss = &config.loss;
+        Self {
+            kind: loss.loss,
+            label_smoothing: loss.label_smoothing,
+            focal_alpha: loss.focal_alpha,
+            focal_gamma: loss.focal_gamma,
+            l1: loss.l1,
+            l2: loss.l2,
+        }
+    }
+}
+
+impl From<&TrainConfig> for Schedule {
+    fn from(config: &super::TrainConfig) -> Self {
+        let schedule = &config.schedule;
+        Self {
+            kind: schedule.schedule,
+            lr: config.optim.lr,
+            epochs: config.optim.epochs,
+            step_size: schedule.step_size,
+            gamma: schedule.gamma,
+            eta_min: schedule.eta_min,
+            warmup_epochs: schedule.warmup_epochs,
+        }
+    }
 }
 
 /// The sections, by name, with the ids of their options (clap's ids: the field names).

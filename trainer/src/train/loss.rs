@@ -35,20 +35,6 @@ pub struct Objective {
     pub l2: f64,
 }
 
-impl From<&super::TrainConfig> for Objective {
-    fn from(config: &super::TrainConfig) -> Self {
-        let loss = &config.loss;
-        Self {
-            kind: loss.loss,
-            label_smoothing: loss.label_smoothing,
-            focal_alpha: loss.focal_alpha,
-            focal_gamma: loss.focal_gamma,
-            l1: loss.l1,
-            l2: loss.l2,
-        }
-    }
-}
-
 impl Objective {
     /// Plain cross-entropy: no smoothing, no penalties.
     pub fn cross_entropy() -> Self {

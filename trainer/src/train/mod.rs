@@ -36,6 +36,7 @@ use self::splits::Splits;
 use self::state::TrainState;
 pub use self::stop::StopReason;
 use self::summary::{Summary, TestedWeights, throughput};
+pub(crate) use self::trainer::init_model;
 pub use self::trainer::{Diverged, EpochTotals, StepPlan, Trainer};
 use crate::backend::Selected;
 use crate::data::CifarSet;
@@ -256,23 +257,6 @@ fn start_or_resume(
             (run, TrainState::default(), trainer)
         }
     })
-}
-
-/// Initialises the network on the CPU with `seed`, so that every backend starts from the
-/// same weights, then moves it to `device`.
-pub(crate) fn init_model(config: &ModelConfig, device: &Device, seed: u64) -> Result<Model> {
-    // The CPU device's generator is one per process: hold it from seeding to the last draw,
-    // so runs in other threads (tests, a search's workers) cannot draw in between.
-    static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let record = {
-        let _held = GENERATOR
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let cpu = Device::flex();
-        cpu.seed(seed);
-        config.init(&cpu)?.into_record()
-    };
-    Ok(config.init(device)?.try_load_record(record)?)
 }
 
 /// `model` with its whitening layer set from the first [`WHITENING_IMAGES`] of `train`.

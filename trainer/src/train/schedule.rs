@@ -46,21 +46,6 @@ pub struct Schedule {
     pub warmup_epochs: f64,
 }
 
-impl From<&super::TrainConfig> for Schedule {
-    fn from(config: &super::TrainConfig) -> Self {
-        let schedule = &config.schedule;
-        Self {
-            kind: schedule.schedule,
-            lr: config.optim.lr,
-            epochs: config.optim.epochs,
-            step_size: schedule.step_size,
-            gamma: schedule.gamma,
-            eta_min: schedule.eta_min,
-            warmup_epochs: schedule.warmup_epochs,
-        }
-    }
-}
-
 impl Schedule {
     /// The learning rate at `epoch` (0-based, fractional: 2.5 is halfway through the third).
     pub fn lr_at(&self, epoch: f64) -> f64 {

@@ -12,7 +12,7 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Int, Tensor};
 use indicatif::ProgressBar;
-use model::Model;
+use model::{Model, ModelConfig};
 
 use super::TrainConfig;
 use super::clip;
@@ -145,6 +145,23 @@ pub struct Trainer {
     done: usize,
     /// The device with autodiff, where batches go.
     device: Device,
+}
+
+/// Initialises the network on the CPU with `seed`, so that every backend starts from the
+/// same weights, then moves it to `device`.
+pub(crate) fn init_model(config: &ModelConfig, device: &Device, seed: u64) -> Result<Model> {
+    // The CPU device's generator is one per process: hold it from seeding to the last draw,
+    // so runs in other threads (tests, a search's workers) cannot draw in between.
+    static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let record = {
+        let _held = GENERATOR
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let cpu = Device::flex();
+        cpu.seed(seed);
+        config.init(&cpu)?.into_record()
+    };
+    Ok(config.init(device)?.try_load_record(record)?)
 }
 
 impl Trainer {
@@ -479,7 +496,7 @@ mod tests {
         )])
         .unwrap();
         let net = model::ModelConfig::from_name(network, &Default::default()).unwrap();
-        let model = super::super::init_model(&net, &device, 3).unwrap();
+        let model = init_model(&net, &device, 3).unwrap();
         let steps = StepPlan {
             per_epoch: 4,
             total: 8,
