@@ -51,31 +51,34 @@ fn main() -> Result<()> {
         }
         Command::Report(args) => println!("wrote {}", report::run(&args)?.display()),
         Command::Search(args) => {
-            let results = trainer::search::run(&args)?;
-            let best = results
+            let trials = trainer::search::run(&args)?;
+            let best = trials
                 .iter()
-                .filter_map(|r| r.score.map(|s| (s, r)))
+                .filter_map(|t| t.score.map(|s| (s, t)))
                 .max_by(|a, b| a.0.total_cmp(&b.0));
             match best {
-                Some((score, r)) => println!(
+                Some((score, t)) => println!(
                     "{} trials; best: trial {} with score {:.2}% ({:?})",
-                    results.len(),
-                    r.trial,
+                    trials.len(),
+                    t.number,
                     100.0 * score,
-                    r.params
+                    t.params
                 ),
-                None => println!("{} trials, none succeeded", results.len()),
+                None => println!("{} trials, none succeeded", trials.len()),
             }
         }
         Command::SearchReport(args) => {
             let (best, page) = trainer::search::report(&args)?;
             println!(
                 "best: trial {} with score {:.2}% ({:?}); wrote {}",
-                best.trial,
+                best.number,
                 100.0 * best.score.unwrap_or(0.0),
                 best.params,
                 page.display()
             );
+            if let Some(checkpoint) = &best.checkpoint {
+                println!("its checkpoint: {checkpoint}");
+            }
         }
         Command::LrBand(args) => {
             lr_band::run(&args)?;

@@ -1,0 +1,621 @@
+//! The study store: the single source of truth of a search that any number of workers share.
+//! A study is a row (its name and search file); each trial is a row (its options, state,
+//! worker, heartbeat, scores, run folder, error) with a row per trained epoch. Workers claim
+//! trials inside transactions, so no two run the same one; a trial whose worker stops sending
+//! heartbeats is queued again (or failed once `--retries` are spent); the sampler proposes
+//! each new trial from everything the store holds.
+//!
+//! Two engines behind one set of statements: SQLite (`sqlite:PATH`, workers on one machine)
+//! and PostgreSQL (`postgres://…`, workers anywhere).
+
+mod migrations;
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail, ensure};
+
+use self::sql::{Cell, Db, Param, Row, transaction};
+use super::sampler::{Params, Sampler, propose};
+use super::space::SearchSpec;
+use super::trial::{Trial, TrialState};
+use crate::metrics::EpochMetrics;
+
+/// Where a study lives, as `--storage` names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// `sqlite:PATH`: a database file.
+    Sqlite(PathBuf),
+    /// `postgres://user:password@host:port/database`: a PostgreSQL server.
+    Postgres(String),
+}
+
+impl Storage {
+    /// Parses `sqlite:PATH` (or `sqlite://PATH`) and `postgres://…` (or `postgresql://…`).
+    pub fn parse(url: &str) -> Result<Self> {
+        if let Some(path) = url.strip_prefix("sqlite:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            ensure!(!path.is_empty(), "`{url}` names no database file");
+            Ok(Storage::Sqlite(PathBuf::from(path)))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Storage::Postgres(url.to_string()))
+        } else {
+            bail!(
+                "`{url}` is not a study store: expected sqlite:PATH or \
+                 postgres://user:password@host:port/database"
+            )
+        }
+    }
+
+    /// Whether `text` is a store's address rather than a folder.
+    pub fn is_url(text: &str) -> bool {
+        ["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|prefix| text.starts_with(prefix))
+    }
+
+    /// The address to hand to another worker (with its password).
+    pub fn url(&self) -> String {
+        match self {
+            Storage::Sqlite(path) => format!("sqlite:{}", path.display()),
+            Storage::Postgres(url) => url.clone(),
+        }
+    }
+
+    /// Connects, and brings the schema up to date.
+    pub fn open(&self) -> Result<Store> {
+        let mut db: Box<dyn Db> = match self {
+            Storage::Sqlite(path) => Box::new(sqlite::Sqlite::open(path)?),
+            Storage::Postgres(url) => Box::new(
+                postgres::Postgres::connect(url)
+                    .with_context(|| format!("cannot connect to the study store {self}"))?,
+            ),
+        };
+        migrations::migrate(db.as_mut())
+            .with_context(|| format!("cannot prepare the study store {self}"))?;
+        Ok(Store { db })
+    }
+}
+
+/// The address with its password hidden, for messages.
+impl fmt::Display for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Storage::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            Storage::Postgres(url) => {
+                let hidden = url.split_once("://").and_then(|(scheme, rest)| {
+                    let (credentials, host) = rest.rsplit_once('@')?;
+                    let (user, _) = credentials.split_once(':')?;
+                    Some(format!("{scheme}://{user}:***@{host}"))
+                });
+                f.write_str(hidden.as_deref().unwrap_or(url))
+            }
+        }
+    }
+}
+
+/// A study: its name and search file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Study {
+    /// Its name (the search folder's name under `--runs-dir`).
+    pub name: String,
+    /// The search file's text, as the study was created from it.
+    pub text: String,
+    /// The parsed search.
+    pub spec: SearchSpec,
+    /// How many trials it runs (a grid's size, else `trials`).
+    pub total: usize,
+}
+
+impl Study {
+    fn new(name: &str, text: String) -> Result<Self> {
+        let spec = SearchSpec::parse(&text)
+            .with_context(|| format!("the search file of study `{name}`"))?;
+        let total = Sampler::new(&spec)?.trials(&spec);
+        Ok(Self {
+            name: name.to_string(),
+            text,
+            spec,
+            total,
+        })
+    }
+
+    /// Refuses a search file that differs from the one the study was created from, naming
+    /// each difference.
+    pub fn check_same(&self, given: &SearchSpec) -> Result<()> {
+        let differences = self.spec.differences(given);
+        ensure!(
+            differences.is_empty(),
+            "study `{}` was created from another search: {}. Use the same search file, or \
+             another --name for a new study",
+            self.name,
+            differences.join("; ")
+        );
+        Ok(())
+    }
+}
+
+/// One claim of one trial: every later write about the trial names it, and only the latest
+/// claim's writes count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ticket {
+    /// The study.
+    pub study: String,
+    /// The trial.
+    pub number: usize,
+    /// Which claim of the trial this is (1 for the first).
+    pub attempt: u32,
+}
+
+/// A trial a worker claimed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Claimed {
+    /// The claim.
+    pub ticket: Ticket,
+    /// The trial's options.
+    pub params: Params,
+    /// The run folder of its previous attempt, if one started.
+    pub run_dir: Option<String>,
+}
+
+/// What a worker gets when it asks for work.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Claim {
+    /// A trial to run.
+    Trial(Claimed),
+    /// Nothing to claim now, but trials are running (and may be queued again).
+    Wait,
+    /// Every trial is over.
+    Finished,
+}
+
+/// When a running trial's worker counts as dead.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Recovery {
+    /// Seconds without a heartbeat.
+    pub grace: f64,
+    /// How often a trial is queued again after its worker died, before it is failed.
+    pub retries: u32,
+}
+
+/// A trial whose worker was given up while claiming.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Silent {
+    /// The trial.
+    pub number: usize,
+    /// Its worker.
+    pub worker: String,
+    /// `Queued` again, or `Failed` with no retries left.
+    pub state: TrialState,
+}
+
+/// How a trial ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrialEnd {
+    /// `Done`, `Cut` or `Failed`.
+    pub state: TrialState,
+    /// Best validation accuracy (or test accuracy without a validation split).
+    pub score: Option<f64>,
+    /// Test accuracy of the best checkpoint.
+    pub test_accuracy: Option<f64>,
+    /// Wall time of the attempt.
+    pub seconds: f64,
+    /// The best checkpoint.
+    pub checkpoint: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Every epoch's metrics (empty: keep the ones the heartbeats recorded).
+    pub epochs: Vec<EpochMetrics>,
+}
+
+/// An open study store.
+pub struct Store {
+    db: Box<dyn Db>,
+}
+
+fn text(s: &str) -> Param<'_> {
+    Param::Text(Some(s))
+}
+
+fn int(i: impl TryInto<i64>) -> Param<'static> {
+    Param::Int(i.try_into().ok())
+}
+
+/// A trial's options as stored: a JSON object (the space's names are sorted, so is the object).
+fn encode_params(params: &Params) -> Result<String> {
+    let object: serde_json::Map<String, serde_json::Value> = params
+        .iter()
+        .map(|(name, value)| Ok((name.clone(), serde_json::to_value(value)?)))
+        .collect::<Result<_>>()?;
+    Ok(serde_json::to_string(&object)?)
+}
+
+/// Options read back, in the order of the space.
+fn decode_params(study: &Study, json: &str) -> Result<Params> {
+    let mut object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json)
+        .with_context(|| format!("damaged options in study `{}`: {json}", study.name))?;
+    study
+        .spec
+        .space
+        .keys()
+        .map(|name| {
+            let value = object
+                .remove(name)
+                .with_context(|| format!("a trial of `{}` lacks `{name}`", study.name))?;
+            Ok((name.clone(), serde_json::from_value::<toml::Value>(value)?))
+        })
+        .collect()
+}
+
+const TRIAL_COLUMNS: &str = "number, state, params, attempts, lost, worker, score, \
+     test_accuracy, seconds, run_dir, checkpoint, error";
+
+fn trial_row(study: &Study, row: &Row) -> Result<Trial> {
+    let count = |cell: &Cell| -> Result<u32> { Ok(u32::try_from(cell.int()?)?) };
+    Ok(Trial {
+        number: usize::try_from(row[0].int()?)?,
+        state: TrialState::parse(&row[1].text()?.unwrap_or_default())?,
+        params: decode_params(study, &row[2].text()?.unwrap_or_default())?,
+        attempts: count(&row[3])?,
+        lost: count(&row[4])?,
+        worker: row[5].text()?,
+        score: row[6].real()?,
+        test_accuracy: row[7].real()?,
+        seconds: row[8].real()?,
+        run_dir: row[9].text()?,
+        checkpoint: row[10].text()?,
+        error: row[11].text()?,
+        epochs: Vec::new(),
+    })
+}
+
+const EPOCH_COLUMNS: &str =
+    "epoch, train_loss, train_accuracy, val_loss, val_accuracy, lr, seconds, images_per_sec";
+
+fn epoch_row(row: &[Cell]) -> Result<EpochMetrics> {
+    let number = |cell: &Cell| -> Result<f64> { cell.real()?.context("a NULL metric") };
+    Ok(EpochMetrics {
+        epoch: usize::try_from(row[0].int()?)?,
+        train_loss: number(&row[1])?,
+        train_accuracy: number(&row[2])?,
+        val: row[3].real()?.zip(row[4].real()?),
+        lr: number(&row[5])?,
+        seconds: number(&row[6])?,
+        images_per_sec: number(&row[7])?,
+    })
+}
+
+/// Records `epochs` of a trial; epochs it holds already are left as they are.
+fn insert_epochs(db: &mut dyn Db, ticket: &Ticket, epochs: &[EpochMetrics]) -> Result<()> {
+    for m in epochs {
+        db.execute(
+            &format!(
+                "INSERT INTO trial_epochs (study, number, {EPOCH_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (study, number, epoch) DO NOTHING"
+            ),
+            &[
+                text(&ticket.study),
+                int(ticket.number),
+                int(m.epoch),
+                Param::Real(Some(m.train_loss)),
+                Param::Real(Some(m.train_accuracy)),
+                Param::Real(m.val.map(|v| v.0)),
+                Param::Real(m.val.map(|v| v.1)),
+                Param::Real(Some(m.lr)),
+                Param::Real(Some(m.seconds)),
+                Param::Real(Some(m.images_per_sec)),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Claims the queued trial with the lowest number, if any.
+fn claim_queued(db: &mut dyn Db, study: &Study, worker: &str) -> Result<Option<Claimed>> {
+    let engine = db.engine();
+    let rows = db.query(
+        &format!(
+            "SELECT number, params, attempts, run_dir FROM trials \
+             WHERE study = $1 AND state = 'queued' ORDER BY number LIMIT 1{}",
+            engine.claim_rows()
+        ),
+        &[text(&study.name)],
+    )?;
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    let ticket = Ticket {
+        study: study.name.clone(),
+        number: usize::try_from(row[0].int()?)?,
+        attempt: u32::try_from(row[2].int()? + 1)?,
+    };
+    let now = engine.now();
+    db.execute(
+        &format!(
+            "UPDATE trials SET state = 'running', worker = $3, attempts = $4, \
+             heartbeat_at = {now}, started_at = {now} WHERE study = $1 AND number = $2"
+        ),
+        &[
+            text(&study.name),
+            int(ticket.number),
+            text(worker),
+            int(ticket.attempt),
+        ],
+    )?;
+    Ok(Some(Claimed {
+        ticket,
+        params: decode_params(study, &row[1].text()?.unwrap_or_default())?,
+        run_dir: row[3].text()?,
+    }))
+}
+
+/// Running trials without a heartbeat for `recovery.grace` seconds: queued again, or failed
+/// once their retries are spent.
+fn give_up_silent(db: &mut dyn Db, study: &Study, recovery: &Recovery) -> Result<Vec<Silent>> {
+    let why = format!(" sent no heartbeat for {} s", recovery.grace);
+    let rows = db.query(
+        &format!(
+            "UPDATE trials SET lost = lost + 1, \
+             state = CASE WHEN lost + 1 <= $2 THEN 'queued' ELSE 'failed' END, \
+             error = 'worker ' || COALESCE(worker, '?') || $4 \
+             WHERE study = $1 AND state = 'running' AND heartbeat_at < {} - $3 \
+             RETURNING number, worker, state",
+            db.engine().now()
+        ),
+        &[
+            text(&study.name),
+            int(recovery.retries),
+            Param::Real(Some(recovery.grace)),
+            text(&why),
+        ],
+    )?;
+    rows.iter()
+        .map(|row| {
+            Ok(Silent {
+                number: usize::try_from(row[0].int()?)?,
+                worker: row[1].text()?.unwrap_or_default(),
+                state: TrialState::parse(&row[2].text()?.unwrap_or_default())?,
+            })
+        })
+        .collect()
+}
+
+impl Store {
+    /// The names of the studies in the store.
+    pub fn study_names(&mut self) -> Result<Vec<String>> {
+        self.db
+            .query("SELECT name FROM studies ORDER BY name", &[])?
+            .iter()
+            .map(|row| Ok(row[0].text()?.unwrap_or_default()))
+            .collect()
+    }
+
+    /// The study `name`.
+    pub fn study(&mut self, name: &str) -> Result<Study> {
+        let rows = self
+            .db
+            .query("SELECT spec FROM studies WHERE name = $1", &[text(name)])?;
+        match rows.first() {
+            Some(row) => Study::new(name, row[0].text()?.unwrap_or_default()),
+            None => bail!("there is no study `{name}`"),
+        }
+    }
+
+    /// Creates study `name` from the search file `text`, or joins it when it exists and was
+    /// created from the same search; returns it and whether it was created.
+    pub fn create_or_join(&mut self, name: &str, text: &str) -> Result<(Study, bool)> {
+        let given = Study::new(name, text.to_string())?;
+        let engine = self.db.engine();
+        let created = transaction(self.db.as_mut(), engine.begin(), |db| {
+            db.execute(
+                &format!(
+                    "INSERT INTO studies (name, spec, created_at) VALUES ($1, $2, {}) \
+                     ON CONFLICT (name) DO NOTHING",
+                    engine.now()
+                ),
+                &[self::text(name), self::text(text)],
+            )
+        })? == 1;
+        let study = self.study(name)?;
+        study.check_same(&given.spec)?;
+        Ok((study, created))
+    }
+
+    /// Claims a trial for `worker`: a queued one (PostgreSQL passes over rows that other
+    /// workers are claiming), else, holding the study, gives up silent workers, then claims a
+    /// trial they left or creates the next one with the options the sampler proposes from
+    /// every trial so far. Also returns the trials whose workers were given up.
+    pub fn claim(
+        &mut self,
+        study: &Study,
+        worker: &str,
+        recovery: &Recovery,
+    ) -> Result<(Claim, Vec<Silent>)> {
+        let engine = self.db.engine();
+        let queued = transaction(self.db.as_mut(), engine.begin(), |db| {
+            claim_queued(db, study, worker)
+        })?;
+        if let Some(claimed) = queued {
+            return Ok((Claim::Trial(claimed), Vec::new()));
+        }
+        transaction(self.db.as_mut(), engine.begin(), |db| {
+            db.query(
+                &format!(
+                    "SELECT name FROM studies WHERE name = $1{}",
+                    engine.lock_rows()
+                ),
+                &[text(&study.name)],
+            )?;
+            let silent = give_up_silent(db, study, recovery)?;
+            if let Some(claimed) = claim_queued(db, study, worker)? {
+                return Ok((Claim::Trial(claimed), silent));
+            }
+            let rows = db.query(
+                "SELECT number, state, params, score FROM trials WHERE study = $1 ORDER BY number",
+                &[text(&study.name)],
+            )?;
+            let mut earlier = Vec::new();
+            let mut unfinished = false;
+            for row in &rows {
+                let state = TrialState::parse(&row[1].text()?.unwrap_or_default())?;
+                let params = decode_params(study, &row[2].text()?.unwrap_or_default())?;
+                unfinished |= !state.is_finished();
+                earlier.push((
+                    params,
+                    state.is_finished().then(|| row[3].real()).transpose()?,
+                ));
+            }
+            let number = rows.len();
+            if number >= study.total {
+                let claim = if unfinished {
+                    Claim::Wait
+                } else {
+                    Claim::Finished
+                };
+                return Ok((claim, silent));
+            }
+            let params = propose(&study.spec, number, &earlier)?;
+            let now = engine.now();
+            db.execute(
+                &format!(
+                    "INSERT INTO trials (study, number, state, params, attempts, worker, \
+                     heartbeat_at, started_at) VALUES ($1, $2, 'running', $3, 1, $4, {now}, {now})"
+                ),
+                &[
+                    text(&study.name),
+                    int(number),
+                    text(&encode_params(&params)?),
+                    text(worker),
+                ],
+            )?;
+            let ticket = Ticket {
+                study: study.name.clone(),
+                number,
+                attempt: 1,
+            };
+            let claimed = Claimed {
+                ticket,
+                params,
+                run_dir: None,
+            };
+            Ok((Claim::Trial(claimed), silent))
+        })
+    }
+
+    /// Records where the claimed trial's run folder is.
+    pub fn started(&mut self, ticket: &Ticket, run_dir: &str) -> Result<()> {
+        self.db.execute(
+            "UPDATE trials SET run_dir = $4 WHERE study = $1 AND number = $2 AND attempts = $3",
+            &[
+                text(&ticket.study),
+                int(ticket.number),
+                int(ticket.attempt),
+                text(run_dir),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// A heartbeat of a running trial; `false` when the claim is no longer the trial's (its
+    /// worker was given up as silent).
+    pub fn heartbeat(&mut self, ticket: &Ticket) -> Result<bool> {
+        let changed = self.db.execute(
+            &format!(
+                "UPDATE trials SET heartbeat_at = {} \
+                 WHERE study = $1 AND number = $2 AND attempts = $3 AND state = 'running'",
+                self.db.engine().now()
+            ),
+            &[text(&ticket.study), int(ticket.number), int(ticket.attempt)],
+        )?;
+        Ok(changed == 1)
+    }
+
+    /// Records the epochs a running trial has finished (those recorded before stay).
+    pub fn add_epochs(&mut self, ticket: &Ticket, epochs: &[EpochMetrics]) -> Result<()> {
+        let engine = self.db.engine();
+        transaction(self.db.as_mut(), engine.begin(), |db| {
+            insert_epochs(db, ticket, epochs)
+        })
+    }
+
+    /// Records how the trial ended; `false` (and nothing recorded) when the claim is no
+    /// longer the trial's, so a trial is finished once however often it was run.
+    pub fn finish(&mut self, ticket: &Ticket, end: &TrialEnd) -> Result<bool> {
+        let engine = self.db.engine();
+        transaction(self.db.as_mut(), engine.begin(), |db| {
+            let changed = db.execute(
+                &format!(
+                    "UPDATE trials SET state = $4, score = $5, test_accuracy = $6, seconds = $7, \
+                     checkpoint = $8, error = $9, finished_at = {} \
+                     WHERE study = $1 AND number = $2 AND attempts = $3 \
+                     AND state IN ('running', 'queued')",
+                    engine.now()
+                ),
+                &[
+                    text(&ticket.study),
+                    int(ticket.number),
+                    int(ticket.attempt),
+                    text(end.state.as_str()),
+                    Param::Real(end.score),
+                    Param::Real(end.test_accuracy),
+                    Param::Real(Some(end.seconds)),
+                    Param::Text(end.checkpoint.as_deref()),
+                    Param::Text(end.error.as_deref()),
+                ],
+            )?;
+            if changed == 0 {
+                return Ok(false);
+            }
+            if !end.epochs.is_empty() {
+                db.execute(
+                    "DELETE FROM trial_epochs WHERE study = $1 AND number = $2",
+                    &[text(&ticket.study), int(ticket.number)],
+                )?;
+                insert_epochs(db, ticket, &end.epochs)?;
+            }
+            Ok(true)
+        })
+    }
+
+    /// Puts a running trial back in the queue (its worker stops: Ctrl-C); its retries are
+    /// left as they were.
+    pub fn release(&mut self, ticket: &Ticket) -> Result<bool> {
+        let changed = self.db.execute(
+            "UPDATE trials SET state = 'queued', heartbeat_at = NULL \
+             WHERE study = $1 AND number = $2 AND attempts = $3 AND state = 'running'",
+            &[text(&ticket.study), int(ticket.number), int(ticket.attempt)],
+        )?;
+        Ok(changed == 1)
+    }
+
+    /// Every trial of the study so far, with its epochs, by number.
+    pub fn trials(&mut self, study: &Study) -> Result<Vec<Trial>> {
+        let mut trials = self
+            .db
+            .query(
+                &format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE study = $1 ORDER BY number"),
+                &[text(&study.name)],
+            )?
+            .iter()
+            .map(|row| trial_row(study, row))
+            .collect::<Result<Vec<_>>>()?;
+        let epochs = self.db.query(
+            &format!(
+                "SELECT number, {EPOCH_COLUMNS} FROM trial_epochs WHERE study = $1 \
+                 ORDER BY number, epoch"
+            ),
+            &[text(&study.name)],
+        )?;
+        for row in &epochs {
+            let number = usize::try_from(row[0].int()?)?;
+            if let Some(trial) = trials.iter_mut().find(|t| t.number == number) {
+                trial.epochs.push(epoch_row(&row[1..])?);
+            }
+        }
+        Ok(trials)
+    }
+}
