@@ -20,7 +20,8 @@ use common::{sample, temp};
 use trainer::search::store::{Claim, Claimed, Recovery, Silent, Store, Study, TrialEnd};
 use trainer::search::{self, SearchArgs, Storage, Trial, TrialState};
 
-/// The trial processes of these tests share two cores: one test at a time.
+/// The trial processes of these tests share two cores, and the store's rules are timed: one
+/// test at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 const RULES: &str = "method = \"grid\"\nepochs = 1\n[space]\nlr = { choices = [0.1, 0.2, 0.3] }\n";
@@ -89,10 +90,10 @@ fn store_rules(storage: &Storage) {
 
     // Worker b goes silent on trial 1 while trial 2 keeps beating.
     let hasty = Recovery {
-        grace: 0.5,
+        grace: 1.0,
         retries: 1,
     };
-    thread::sleep(Duration::from_millis(700));
+    thread::sleep(Duration::from_millis(1300));
     assert!(b.heartbeat(&again.ticket).unwrap());
     let (taken, silent) = a.claim(&study, "a", &hasty).unwrap();
     assert_eq!(
@@ -117,7 +118,7 @@ fn store_rules(storage: &Storage) {
     );
 
     // Silent again with no retry left: failed.
-    thread::sleep(Duration::from_millis(700));
+    thread::sleep(Duration::from_millis(1300));
     assert!(b.heartbeat(&again.ticket).unwrap());
     let (wait, silent) = b.claim(&study, "b", &hasty).unwrap();
     assert_eq!(wait, Claim::Wait, "trial 2 still runs");
@@ -197,6 +198,7 @@ fn racing_claims(storage: &Storage) {
 
 #[test]
 fn sqlite_store_rules_and_racing_claims() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = temp("store-rules");
     let storage = Storage::parse(&format!("sqlite:{}", dir.join("study.db").display())).unwrap();
     store_rules(&storage);

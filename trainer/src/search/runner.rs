@@ -107,9 +107,13 @@ pub fn run(args: &SearchArgs) -> Result<Vec<Trial>> {
             .and_then(|file| file.file_stem())
             .map(|stem| stem.to_string_lossy().into_owned())
     });
+    // Absolute, so that the run folders and checkpoints the store records name the same files
+    // from every worker and every machine that mounts them at the same place.
+    let runs_dir = std::path::absolute(&args.runs_dir)
+        .with_context(|| format!("cannot locate {}", args.runs_dir.display()))?;
     let storage = match (&args.storage, &name) {
         (Some(url), _) => Storage::parse(url)?,
-        (None, Some(name)) => Storage::Sqlite(args.runs_dir.join(name).join("study.db")),
+        (None, Some(name)) => Storage::Sqlite(runs_dir.join(name).join("study.db")),
         (None, None) => bail!("which study? Give --config FILE, --name NAME or --storage URL"),
     };
     let mut store = storage.open()?;
@@ -136,11 +140,11 @@ pub fn run(args: &SearchArgs) -> Result<Vec<Trial>> {
             study
         }
     };
-    let dir = args.runs_dir.join(&study.name);
+    let dir = runs_dir.join(&study.name);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     write_atomic(&dir.join("search.toml"), study.text.as_bytes())?;
     let options = WorkerOptions {
-        runs_dir: args.runs_dir.clone(),
+        runs_dir,
         heartbeat: Duration::from_secs_f64(args.heartbeat),
         recovery: Recovery {
             grace: args.grace,
