@@ -271,35 +271,39 @@ fn trainer(args: &[&str], log: &Path) -> Child {
         .unwrap()
 }
 
-/// Waits until a trial trains (its run folder has its configuration) with at least `epochs`
-/// epochs recorded and saved, then kills its worker with SIGKILL; returns the trial's number
-/// and the worker.
-fn kill_a_worker_mid_trial(storage: &Storage, name: &str, epochs: usize) -> (usize, String) {
+/// Waits (two minutes at most) for a trial of study `name` that trains (its run folder has
+/// its configuration) and has at least `epochs` epochs recorded and saved (`state.json`, which
+/// is written after `metrics.csv`), and fewer than all three.
+fn training_trial(storage: &Storage, name: &str, epochs: usize) -> Trial {
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
         let running = storage.open().ok().and_then(|mut store| {
             let study = store.study(name).ok()?;
-            let trials = store.trials(&study).ok()?;
-            trials.into_iter().find(|t| {
+            store.trials(&study).ok()?.into_iter().find(|t| {
                 let run = Path::new(t.run_dir.as_deref().unwrap_or_default());
-                // With epochs recorded, also their saved state (written after metrics.csv).
-                let saved = epochs == 0 || run.join("state.json").is_file();
                 t.state == TrialState::Running
                     && run.join("config.toml").is_file()
-                    && saved
+                    && (epochs == 0 || run.join("state.json").is_file())
                     && (epochs..3).contains(&t.epochs.len())
             })
         });
         if let Some(trial) = running {
-            let worker = trial.worker.unwrap();
-            let pid = worker.rsplit(':').next().unwrap();
-            let killed = Command::new("kill").args(["-KILL", pid]).status().unwrap();
-            assert!(killed.success(), "kill {pid}");
-            return (trial.number, worker);
+            return trial;
         }
         thread::sleep(Duration::from_millis(30));
     }
-    panic!("no trial of `{name}` ran with {epochs} epochs recorded within two minutes");
+    panic!("no trial of `{name}` trained with {epochs} epochs recorded within two minutes");
+}
+
+/// Kills the worker of a trial that trains with at least `epochs` epochs recorded, with
+/// SIGKILL; returns the trial's number and the worker.
+fn kill_a_worker_mid_trial(storage: &Storage, name: &str, epochs: usize) -> (usize, String) {
+    let trial = training_trial(storage, name, epochs);
+    let worker = trial.worker.unwrap();
+    let pid = worker.rsplit(':').next().unwrap();
+    let killed = Command::new("kill").args(["-KILL", pid]).status().unwrap();
+    assert!(killed.success(), "kill {pid}");
+    (trial.number, worker)
 }
 
 /// Every trial done once, the killed worker's trial finished by another on a second attempt,
@@ -385,11 +389,63 @@ fn two_local_workers_on_sqlite_survive_a_killed_worker() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn ctrl_c_gives_the_trial_back_and_the_same_command_finishes_the_study() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = temp("workers-ctrl-c");
+    let file = grid(&dir);
+    let runs = dir.join("runs");
+    let args = [
+        "search",
+        "--config",
+        file.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--heartbeat",
+        "0.2",
+        "--grace",
+        "60",
+    ];
+    let mut worker = trainer(&args, &dir.join("first.log"));
+    let storage = Storage::Sqlite(runs.join("grid/study.db"));
+    let trial = training_trial(&storage, "grid", 0);
+    let interrupted = Command::new("kill")
+        .args(["-INT", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let status = worker.wait().unwrap();
+    let log = std::fs::read_to_string(dir.join("first.log")).unwrap();
+    assert_eq!(status.code(), Some(130), "{log}");
+    assert!(log.contains("goes back to the study"), "{log}");
+    let mut store = storage.open().unwrap();
+    let study = store.study("grid").unwrap();
+    let released = &store.trials(&study).unwrap()[trial.number];
+    assert_eq!(
+        (released.state, released.attempts, released.lost),
+        (TrialState::Queued, 1, 0),
+        "queued at once, no retry spent: {released:?}"
+    );
+
+    // No grace to wait for: the same command claims it again at once and finishes the study.
+    let start = Instant::now();
+    let status = trainer(&args, &dir.join("second.log")).wait().unwrap();
+    assert!(status.success());
+    assert!(start.elapsed() < Duration::from_secs(60));
+    let trials = store.trials(&study).unwrap();
+    assert!(
+        trials.iter().all(|t| t.state == TrialState::Done),
+        "{trials:?}"
+    );
+    assert_eq!(trials[trial.number].attempts, 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Where PostgreSQL's server programs are: `$PG_BIN`, Debian's newest
 /// `/usr/lib/postgresql/*/bin`, or the `PATH`.
 fn postgres_programs() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("PG_BIN") {
-        return Some(PathBuf::from(dir));
+        return Some(PathBuf::from(dir)).filter(|dir| dir.join("initdb").is_file());
     }
     let debian = std::fs::read_dir("/usr/lib/postgresql")
         .ok()
@@ -420,8 +476,9 @@ impl Cluster {
     fn start() -> Self {
         let programs = postgres_programs().unwrap_or_else(|| {
             panic!(
-                "PostgreSQL's server programs (initdb, pg_ctl) are not installed: ./check \
-                 installs Debian's `postgresql`; elsewhere set PG_BIN to their folder"
+                "PostgreSQL's server programs (initdb, pg_ctl) are not installed (or not in \
+                 $PG_BIN): ./check installs Debian's `postgresql`; elsewhere set PG_BIN to \
+                 their folder"
             )
         });
         let id = Command::new("id").arg("-u").output().unwrap();
