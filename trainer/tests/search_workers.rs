@@ -6,6 +6,7 @@
 //!
 //! The PostgreSQL test starts a throwaway cluster (`initdb` and `pg_ctl` in a temporary
 //! folder, on a free port; as root, as the `postgres` user).
+#![cfg(unix)]
 
 mod common;
 
@@ -300,10 +301,21 @@ fn training_trial(storage: &Storage, name: &str, epochs: usize) -> Trial {
 fn kill_a_worker_mid_trial(storage: &Storage, name: &str, epochs: usize) -> (usize, String) {
     let trial = training_trial(storage, name, epochs);
     let worker = trial.worker.unwrap();
-    let pid = worker.rsplit(':').next().unwrap();
-    let killed = Command::new("kill").args(["-KILL", pid]).status().unwrap();
-    assert!(killed.success(), "kill {pid}");
+    signal(
+        worker.rsplit(':').next().unwrap().parse().unwrap(),
+        libc::SIGKILL,
+    );
     (trial.number, worker)
+}
+
+/// Sends `signal` to process `pid`.
+fn signal(pid: libc::pid_t, signal: libc::c_int) {
+    // SAFETY: kill(2) with a process id and a signal number touches no memory of this process.
+    assert_eq!(
+        unsafe { libc::kill(pid, signal) },
+        0,
+        "kill -{signal} {pid}"
+    );
 }
 
 /// Every trial done once, the killed worker's trial finished by another on a second attempt,
@@ -409,11 +421,7 @@ fn ctrl_c_gives_the_trial_back_and_the_same_command_finishes_the_study() {
     let mut worker = trainer(&args, &dir.join("first.log"));
     let storage = Storage::Sqlite(runs.join("grid/study.db"));
     let trial = training_trial(&storage, "grid", 0);
-    let interrupted = Command::new("kill")
-        .args(["-INT", &worker.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(interrupted.success());
+    signal(worker.id().try_into().unwrap(), libc::SIGINT);
     let status = worker.wait().unwrap();
     let log = std::fs::read_to_string(dir.join("first.log")).unwrap();
     assert_eq!(status.code(), Some(130), "{log}");
@@ -481,9 +489,9 @@ impl Cluster {
                  their folder"
             )
         });
-        let id = Command::new("id").arg("-u").output().unwrap();
         // PostgreSQL refuses to run as root: there it runs as the user Debian's package made.
-        let as_postgres = String::from_utf8_lossy(&id.stdout).trim() == "0";
+        // SAFETY: geteuid(2) only reads the process's user id.
+        let as_postgres = unsafe { libc::geteuid() } == 0;
         let dir = temp("postgres");
         if as_postgres {
             let owned = Command::new("chown")
