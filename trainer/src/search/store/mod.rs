@@ -10,92 +10,24 @@
 
 mod migrations;
 mod postgres;
+mod rows;
 mod sql;
 mod sqlite;
-
-use std::fmt;
-use std::path::PathBuf;
+mod storage;
 
 use anyhow::{Context, Result, bail, ensure};
 
-use self::sql::{Cell, Db, Param, Row, transaction};
+use self::rows::{
+    EPOCH_COLUMNS, TRIAL_COLUMNS, decode_params, encode_params, epoch_row, insert_epochs, int,
+    text, trial_row,
+};
+use self::sql::{Db, Param, transaction};
 use super::sampler::{Params, Sampler, propose};
 use super::space::SearchSpec;
 use super::trial::{Trial, TrialState};
 use crate::metrics::EpochMetrics;
 
-/// Where a study lives, as `--storage` names it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Storage {
-    /// `sqlite:PATH`: a database file.
-    Sqlite(PathBuf),
-    /// `postgres://user:password@host:port/database`: a PostgreSQL server.
-    Postgres(String),
-}
-
-impl Storage {
-    /// Parses `sqlite:PATH` (or `sqlite://PATH`) and `postgres://…` (or `postgresql://…`).
-    pub fn parse(url: &str) -> Result<Self> {
-        if let Some(path) = url.strip_prefix("sqlite:") {
-            let path = path.strip_prefix("//").unwrap_or(path);
-            ensure!(!path.is_empty(), "`{url}` names no database file");
-            Ok(Storage::Sqlite(PathBuf::from(path)))
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Storage::Postgres(url.to_string()))
-        } else {
-            bail!(
-                "`{url}` is not a study store: expected sqlite:PATH or \
-                 postgres://user:password@host:port/database"
-            )
-        }
-    }
-
-    /// Whether `text` is a store's address rather than a folder.
-    pub fn is_url(text: &str) -> bool {
-        ["sqlite:", "postgres://", "postgresql://"]
-            .iter()
-            .any(|prefix| text.starts_with(prefix))
-    }
-
-    /// The address to hand to another worker (with its password).
-    pub fn url(&self) -> String {
-        match self {
-            Storage::Sqlite(path) => format!("sqlite:{}", path.display()),
-            Storage::Postgres(url) => url.clone(),
-        }
-    }
-
-    /// Connects, and brings the schema up to date.
-    pub fn open(&self) -> Result<Store> {
-        let mut db: Box<dyn Db> = match self {
-            Storage::Sqlite(path) => Box::new(sqlite::Sqlite::open(path)?),
-            Storage::Postgres(url) => Box::new(
-                postgres::Postgres::connect(url)
-                    .with_context(|| format!("cannot connect to the study store {self}"))?,
-            ),
-        };
-        migrations::migrate(db.as_mut())
-            .with_context(|| format!("cannot prepare the study store {self}"))?;
-        Ok(Store { db })
-    }
-}
-
-/// The address with its password hidden, for messages.
-impl fmt::Display for Storage {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        match self {
-            Storage::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
-            Storage::Postgres(url) => {
-                let hidden = url.split_once("://").and_then(|(scheme, rest)| {
-                    let (credentials, host) = rest.rsplit_once('@')?;
-                    let (user, _) = credentials.split_once(':')?;
-                    Some(format!("{scheme}://{user}:***@{host}"))
-                });
-                f.write_str(hidden.as_deref().unwrap_or(url))
-            }
-        }
-    }
-}
+pub use self::storage::Storage;
 
 /// A study: its name and search file.
 #[derive(Clone, Debug, PartialEq)]
@@ -214,104 +146,6 @@ pub struct TrialEnd {
 /// An open study store.
 pub struct Store {
     db: Box<dyn Db>,
-}
-
-fn text(s: &str) -> Param<'_> {
-    Param::Text(Some(s))
-}
-
-fn int(i: impl TryInto<i64>) -> Param<'static> {
-    Param::Int(i.try_into().ok())
-}
-
-/// A trial's options as stored: a JSON object (the space's names are sorted, so is the object).
-fn encode_params(params: &Params) -> Result<String> {
-    let object: serde_json::Map<String, serde_json::Value> = params
-        .iter()
-        .map(|(name, value)| Ok((name.clone(), serde_json::to_value(value)?)))
-        .collect::<Result<_>>()?;
-    Ok(serde_json::to_string(&object)?)
-}
-
-/// Options read back, in the order of the space.
-fn decode_params(study: &Study, json: &str) -> Result<Params> {
-    let mut object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json)
-        .with_context(|| format!("damaged options in study `{}`: {json}", study.name))?;
-    study
-        .spec
-        .space
-        .keys()
-        .map(|name| {
-            let value = object
-                .remove(name)
-                .with_context(|| format!("a trial of `{}` lacks `{name}`", study.name))?;
-            Ok((name.clone(), serde_json::from_value::<toml::Value>(value)?))
-        })
-        .collect()
-}
-
-const TRIAL_COLUMNS: &str = "number, state, params, attempts, lost, worker, score, \
-     test_accuracy, seconds, run_dir, checkpoint, error";
-
-fn trial_row(study: &Study, row: &Row) -> Result<Trial> {
-    let count = |cell: &Cell| -> Result<u32> { Ok(u32::try_from(cell.int()?)?) };
-    Ok(Trial {
-        number: usize::try_from(row[0].int()?)?,
-        state: TrialState::parse(&row[1].text()?.unwrap_or_default())?,
-        params: decode_params(study, &row[2].text()?.unwrap_or_default())?,
-        attempts: count(&row[3])?,
-        lost: count(&row[4])?,
-        worker: row[5].text()?,
-        score: row[6].real()?,
-        test_accuracy: row[7].real()?,
-        seconds: row[8].real()?,
-        run_dir: row[9].text()?,
-        checkpoint: row[10].text()?,
-        error: row[11].text()?,
-        epochs: Vec::new(),
-    })
-}
-
-const EPOCH_COLUMNS: &str =
-    "epoch, train_loss, train_accuracy, val_loss, val_accuracy, lr, seconds, images_per_sec";
-
-fn epoch_row(row: &[Cell]) -> Result<EpochMetrics> {
-    let number = |cell: &Cell| -> Result<f64> { cell.real()?.context("a NULL metric") };
-    Ok(EpochMetrics {
-        epoch: usize::try_from(row[0].int()?)?,
-        train_loss: number(&row[1])?,
-        train_accuracy: number(&row[2])?,
-        val: row[3].real()?.zip(row[4].real()?),
-        lr: number(&row[5])?,
-        seconds: number(&row[6])?,
-        images_per_sec: number(&row[7])?,
-    })
-}
-
-/// Records `epochs` of a trial; epochs it holds already are left as they are.
-fn insert_epochs(db: &mut dyn Db, ticket: &Ticket, epochs: &[EpochMetrics]) -> Result<()> {
-    for m in epochs {
-        db.execute(
-            &format!(
-                "INSERT INTO trial_epochs (study, number, {EPOCH_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                 ON CONFLICT (study, number, epoch) DO NOTHING"
-            ),
-            &[
-                text(&ticket.study),
-                int(ticket.number),
-                int(m.epoch),
-                Param::Real(Some(m.train_loss)),
-                Param::Real(Some(m.train_accuracy)),
-                Param::Real(m.val.map(|v| v.0)),
-                Param::Real(m.val.map(|v| v.1)),
-                Param::Real(Some(m.lr)),
-                Param::Real(Some(m.seconds)),
-                Param::Real(Some(m.images_per_sec)),
-            ],
-        )?;
-    }
-    Ok(())
 }
 
 /// Claims the queued trial with the lowest number, if any.
