@@ -66,7 +66,7 @@ impl DataArg {
 #[derive(Args, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq)]
 #[serde(transparent)]
 pub struct BackendArg {
-    /// Compute backend: auto picks wgpu when a hardware GPU adapter exists, Flex otherwise.
+    /// Compute backend (the values and what `auto` tries are listed below).
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     pub backend: Backend,
 }

@@ -346,10 +346,10 @@ fn the_reader_sees_every_kind_of_import() {
     for file in ["train::lookahead", "train::config", "data::batcher"] {
         assert!(trainer.contains(&file.to_string()), "{trainer:?}");
     }
-    // A re-export is followed to the file that defines the item: search names
+    // A re-export is followed to the file that defines the item: the search's worker names
     // `train::StopReason`, defined in train/stop.rs.
-    let runner = imports(&["search", "runner"]);
-    assert!(runner.contains(&"train::stop".to_string()), "{runner:?}");
+    let worker = imports(&["search", "worker"]);
+    assert!(worker.contains(&"train::stop".to_string()), "{worker:?}");
     // The leaves: the backend choice imports nothing of the crate; the file layer only it.
     assert!(imports(&["backend"]).is_empty());
     assert_eq!(imports(&["io"]), ["backend"]);

@@ -69,10 +69,11 @@ pub struct TrainOutcome {
 pub fn run(job: &TrainJob) -> Result<TrainOutcome> {
     let config = &job.config;
     check(config)?;
+    // The network's name is checked before the data is read: a typo fails at once.
+    let named = ModelConfig::from_name(&config.model.model, &config.model.options)?;
     let data = Splits::load(&config.data, config.run.seed)?;
     check_rules(config, &data)?;
-    let net = ModelConfig::from_name(&config.model.model, &config.model.options)?
-        .with_classes(data.classes.len())?;
+    let net = named.with_classes(data.classes.len())?;
     let selected = config.run.backend.select()?;
     println!("Backend: {}", selected.description());
     println!("Data: {}", data.describe());

@@ -5,13 +5,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::io::write_atomic;
 pub use crate::metrics::EpochMetrics;
 
 /// One row of `metrics.csv`: an epoch's metrics, flat.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct MetricsRow {
     epoch: usize,
     train_loss: f64,
@@ -40,6 +40,34 @@ impl From<&EpochMetrics> for MetricsRow {
             test_accuracy: m.test.map(|t| t.1),
         }
     }
+}
+
+impl From<MetricsRow> for EpochMetrics {
+    fn from(row: MetricsRow) -> Self {
+        Self {
+            epoch: row.epoch,
+            train_loss: row.train_loss,
+            train_accuracy: row.train_accuracy,
+            val: row.val_loss.zip(row.val_accuracy),
+            test: row.test_loss.zip(row.test_accuracy),
+            lr: row.lr,
+            seconds: row.epoch_seconds,
+            images_per_sec: row.train_images_per_sec,
+        }
+    }
+}
+
+/// The epochs a run folder's `metrics.csv` holds (while a run writes it: the ones finished
+/// so far); none when it is missing, up to the first row it cannot read.
+pub fn read_metrics(run_dir: &Path) -> Vec<EpochMetrics> {
+    let Ok(mut reader) = csv::Reader::from_path(run_dir.join("metrics.csv")) else {
+        return Vec::new();
+    };
+    reader
+        .deserialize::<MetricsRow>()
+        .map_while(Result::ok)
+        .map(EpochMetrics::from)
+        .collect()
 }
 
 /// `metrics.csv` of `history`: a header, then a row per epoch (empty cells where a split was
