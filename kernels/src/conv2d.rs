@@ -64,6 +64,7 @@ impl Conv2dOptions {
         }
     }
 }
+
 /// Sizes of one 2-D convolution: input `[batch, c_in, h, w]`, weight `[c_out, c_in / groups,
 /// kh, kw]`, output `[batch, c_out, h_out, w_out]` (see [`Conv2dGeometry::new`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

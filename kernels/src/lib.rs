@@ -18,12 +18,13 @@
 //! patched Flex backend of Burn (`patches/burn-flex` in this repository) converts its tensors
 //! to slices and calls these; this crate knows nothing of Burn.
 //!
-//! Features: `std` (default) detects AVX2 and FMA at run time, without it the crate is
-//! `no_std` + `alloc` and convolutions take the GEMM route; `rayon` (default) spreads images,
-//! channels and chunks over the rayon pool. WebAssembly builds without `rayon` and runs the
-//! GEMM route.
+//! Features (none by default; the patched burn-flex turns on both with its own features of the
+//! same names): `std` detects AVX2 and FMA at run time, without it the crate is `no_std` +
+//! `alloc` and convolutions take the GEMM route; `rayon` spreads images, channels and chunks
+//! over the rayon pool. The page's WebAssembly build has `std` only and runs the GEMM route.
 
 #![cfg_attr(not(feature = "std"), no_std)]
+#![warn(missing_docs)]
 
 extern crate alloc;
 
