@@ -16,7 +16,7 @@ mod trial;
 mod worker;
 
 pub use analysis::{SearchReportArgs, numeric_series, pearson, report};
-pub use runner::{SearchArgs, run, trial_config};
+pub use runner::{SearchArgs, run};
 pub use sampler::{Params, Sampler};
 pub use space::{Dist, Method, SearchSpec, arg_value};
 pub use store::Storage;

@@ -3,21 +3,19 @@
 //! `search.csv` from the store.
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::{Args, Command, FromArgMatches};
 
 use super::local::run_workers;
-use super::sampler::Params;
 use super::space::SearchSpec;
 use super::store::{Recovery, Storage, Store};
 use super::table::write_csv;
 use super::trial::Trial;
 use super::worker::{WorkerEnd, WorkerOptions, work};
 use crate::io::write_atomic;
-use crate::train::{TrainConfig, config};
 
 /// Options of `trainer search`.
 #[derive(Args, Clone, Debug)]
@@ -166,37 +164,4 @@ pub fn run(args: &SearchArgs) -> Result<Vec<Trial>> {
         );
     }
     Ok(trials)
-}
-
-/// Trial `k`'s configuration: the search's fixed options, then the trial's, then its budget,
-/// seed and folder.
-pub fn trial_config(
-    spec: &SearchSpec,
-    dir: &Path,
-    k: usize,
-    params: &Params,
-    name: String,
-) -> Result<TrainConfig> {
-    let mut own = toml::Table::new();
-    own.insert("epochs".into(), (spec.epochs as f64).into());
-    own.insert("seed".into(), ((spec.seed + k as u64) as i64).into());
-    own.insert("runs-dir".into(), dir.display().to_string().into());
-    own.insert("name".into(), name.into());
-    if let Some(cut) = spec.cut_below {
-        own.insert("cut-below".into(), cut.into());
-    }
-    let mut fixed = spec.fixed.clone();
-    let mut layers = Vec::new();
-    match fixed.remove("preset") {
-        Some(toml::Value::String(name)) => layers.push(config::preset_layer(&name)?),
-        Some(other) => bail!("`preset` in [fixed] must be a preset's name, not {other}"),
-        None => {}
-    }
-    layers.push(("the search's [fixed] options".into(), fixed));
-    layers.push((
-        format!("the options of trial {k}"),
-        params.iter().cloned().collect(),
-    ));
-    layers.push((format!("trial {k}'s budget and folder"), own));
-    TrainConfig::layered(&layers)
 }

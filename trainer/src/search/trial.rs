@@ -1,10 +1,14 @@
 //! One trial of a study as the store holds it: its options, where it stands, who ran it and
 //! what it scored.
 
+use std::path::Path;
+
 use anyhow::{Result, bail};
 
 use super::sampler::Params;
+use super::space::SearchSpec;
 use crate::metrics::EpochMetrics;
+use crate::train::{TrainConfig, config};
 
 /// Where a trial stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,4 +122,37 @@ impl Trial {
         }
         line
     }
+}
+
+/// Trial `k`'s configuration: the search's fixed options, then the trial's, then its budget,
+/// seed and folder.
+pub fn trial_config(
+    spec: &SearchSpec,
+    dir: &Path,
+    k: usize,
+    params: &Params,
+    name: String,
+) -> Result<TrainConfig> {
+    let mut own = toml::Table::new();
+    own.insert("epochs".into(), (spec.epochs as f64).into());
+    own.insert("seed".into(), ((spec.seed + k as u64) as i64).into());
+    own.insert("runs-dir".into(), dir.display().to_string().into());
+    own.insert("name".into(), name.into());
+    if let Some(cut) = spec.cut_below {
+        own.insert("cut-below".into(), cut.into());
+    }
+    let mut fixed = spec.fixed.clone();
+    let mut layers = Vec::new();
+    match fixed.remove("preset") {
+        Some(toml::Value::String(name)) => layers.push(config::preset_layer(&name)?),
+        Some(other) => bail!("`preset` in [fixed] must be a preset's name, not {other}"),
+        None => {}
+    }
+    layers.push(("the search's [fixed] options".into(), fixed));
+    layers.push((
+        format!("the options of trial {k}"),
+        params.iter().cloned().collect(),
+    ));
+    layers.push((format!("trial {k}'s budget and folder"), own));
+    TrainConfig::layered(&layers)
 }

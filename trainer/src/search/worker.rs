@@ -11,11 +11,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::runner::trial_config;
 use super::signals;
 use super::store::{Claim, Claimed, Recovery, Storage, Store, Study, Ticket, TrialEnd};
 use super::table::write_csv;
-use super::trial::TrialState;
+use super::trial::{TrialState, trial_config};
 use crate::train::run_dir::read_metrics;
 use crate::train::{self, TrainJob, TrainOutcome};
 
