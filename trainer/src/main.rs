@@ -76,11 +76,11 @@ fn main() -> Result<()> {
                 .max_by(|a, b| a.0.total_cmp(&b.0));
             match best {
                 Some((score, t)) => println!(
-                    "{} trials; best: trial {} with score {:.2}% ({:?})",
+                    "{} trials; best: trial {} with score {:.2}% ({})",
                     trials.len(),
                     t.number,
                     100.0 * score,
-                    t.params
+                    trainer::search::describe(&t.params)
                 ),
                 None => println!("{} trials, none succeeded", trials.len()),
             }
@@ -88,10 +88,10 @@ fn main() -> Result<()> {
         Command::SearchReport(args) => {
             let (best, page) = trainer::search::report(&args)?;
             println!(
-                "best: trial {} with score {:.2}% ({:?}); wrote {}",
+                "best: trial {} with score {:.2}% ({}); wrote {}",
                 best.number,
                 100.0 * best.score.unwrap_or(0.0),
-                best.params,
+                trainer::search::describe(&best.params),
                 page.display()
             );
             if let Some(checkpoint) = &best.checkpoint {

@@ -17,7 +17,7 @@ mod worker;
 
 pub use analysis::{SearchReportArgs, numeric_series, pearson, report};
 pub use runner::{SearchArgs, run};
-pub use sampler::{Params, Sampler};
+pub use sampler::{Params, Sampler, describe};
 pub use space::{Dist, Method, SearchSpec, arg_value};
 pub use store::Storage;
 pub use table::read_csv;

@@ -12,6 +12,30 @@ use super::space::{Dist, Method, SearchSpec};
 /// Options of one trial, in the order of the space.
 pub type Params = Vec<(String, toml::Value)>;
 
+/// A trial's options as a person reads them: `lr 0.205, batch-size 128` (numbers to three
+/// significant digits).
+pub fn describe(params: &Params) -> String {
+    params
+        .iter()
+        .map(|(name, value)| match value {
+            toml::Value::Float(x) => format!("{name} {}", three_digits(*x)),
+            other => format!("{name} {}", super::space::arg_value(other)),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn three_digits(x: f64) -> String {
+    if x == 0.0 {
+        "0".into()
+    } else if (1e-3..1e4).contains(&x.abs()) {
+        let decimals = (2 - x.abs().log10().floor() as i32).max(0) as usize;
+        format!("{x:.decimals$}")
+    } else {
+        format!("{x:.2e}")
+    }
+}
+
 /// Proposes trials and learns from their results.
 pub enum Sampler {
     /// The whole grid, in order.
@@ -185,4 +209,26 @@ fn encode(dist: &Dist, value: &toml::Value) -> Result<f64> {
         Dist::LogUniform(_) => number()?.ln(),
         Dist::Int(_) => number()? + 0.5,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_read_as_names_and_short_numbers() {
+        let params: Params = vec![
+            ("lr".into(), toml::Value::Float(0.204919)),
+            ("weight-decay".into(), toml::Value::Float(2.7377e-5)),
+            ("label-smoothing".into(), toml::Value::Float(0.0)),
+            ("batch-size".into(), toml::Value::Integer(128)),
+            ("optimizer".into(), toml::Value::String("sgd".into())),
+            ("warmup".into(), toml::Value::Float(12.5)),
+        ];
+        assert_eq!(
+            describe(&params),
+            "lr 0.205, weight-decay 2.74e-5, label-smoothing 0, batch-size 128, optimizer sgd, \
+             warmup 12.5"
+        );
+    }
 }
