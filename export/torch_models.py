@@ -43,6 +43,7 @@ EXPECTED_PARAMS = {
     "resnet20": 272_474,
     "resnet9": 6_573_120,
     "airbench94": 1_972_792,
+    "airbench93": 569_656,
 }
 
 # The Rust `NetConfig` of each registered name with default options (registry.rs).
@@ -73,6 +74,7 @@ NET_CONFIGS = {
     },
     "resnet9": {"kind": "resnet9", "width": 64, "logit_scale": 0.125},
     "airbench94": {"kind": "airbench", "widths": [64, 256, 256], "logit_scale": 1 / 9},
+    "airbench93": {"kind": "airbench", "widths": [64, 128, 128], "logit_scale": 1 / 9},
 }
 
 # `Activation` of model/src/activation.rs, by its config name.

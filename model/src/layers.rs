@@ -6,8 +6,11 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
+use crate::Activation;
+#[cfg(feature = "onnx")]
+use crate::ModelError;
+#[cfg(feature = "onnx")]
 use crate::onnx::{Emit, Graph, join};
-use crate::{Activation, ModelError};
 
 /// A `k × k` convolution with "same" padding for odd `k` and the given stride.
 pub fn conv(
@@ -87,6 +90,7 @@ impl ConvBlock {
     }
 }
 
+#[cfg(feature = "onnx")]
 impl Emit for ConvBlock {
     fn emit(&self, g: &mut Graph, x: &str, scope: &str) -> Result<String, ModelError> {
         let mut x = self.conv.emit(g, x, &join(scope, "conv"))?;

@@ -5,6 +5,8 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "onnx")]
+use crate::onnx::{Emit, Graph};
 use crate::zoo::Staged;
 use crate::zoo::airbench::{Airbench, AirbenchConfig};
 use crate::zoo::cnn::{Cnn, CnnConfig, LayerSpec};
@@ -16,7 +18,7 @@ use crate::{Activation, MAX_CLASSES, ModelError, NUM_CLASSES};
 
 /// The registered model names with a one-line description, in the order `trainer models`
 /// lists them. `resnet<6n+2>` and `wrn-<depth>-<width>` accept other depths and widths too.
-pub const MODELS: [(&str, &str); 16] = [
+pub const MODELS: [(&str, &str); 17] = [
     ("mlp", "seed 001: 3072 → h → h → 10 perceptron (h = 512)"),
     (
         "tiny-cnn",
@@ -65,6 +67,10 @@ pub const MODELS: [(&str, &str); 16] = [
     (
         "airbench94",
         "airbench94: whitening conv, GELU conv groups 64/256/256",
+    ),
+    (
+        "airbench93",
+        "airbench93: airbench94 with conv groups 64/128/128",
     ),
 ];
 
@@ -417,6 +423,13 @@ fn build_net(name: &str, o: &ModelOptions) -> Result<NetConfig, ModelError> {
             o.only(name, &[])?;
             NetConfig::Airbench(AirbenchConfig::default())
         }
+        "airbench93" => {
+            o.only(name, &[])?;
+            NetConfig::Airbench(AirbenchConfig {
+                widths: [64, 128, 128],
+                ..AirbenchConfig::default()
+            })
+        }
         _ => return parametric(name, o),
     };
     Ok(net)
@@ -483,6 +496,20 @@ impl Net {
     }
 }
 
+#[cfg(feature = "onnx")]
+impl Emit for Net {
+    fn emit(&self, g: &mut Graph, x: &str, scope: &str) -> Result<String, ModelError> {
+        match self {
+            Net::Mlp(m) => m.emit(g, x, scope),
+            Net::Cnn(m) => m.emit(g, x, scope),
+            Net::ResNet(m) => m.emit(g, x, scope),
+            Net::WideResNet(m) => m.emit(g, x, scope),
+            Net::ResNet9(m) => m.emit(g, x, scope),
+            Net::Airbench(m) => m.emit(g, x, scope),
+        }
+    }
+}
+
 /// A built network together with the configuration it was built from.
 #[derive(Module, Debug)]
 pub struct Model {
@@ -513,7 +540,30 @@ impl Model {
         Ok(Self { net, ..self })
     }
 
+    /// Folds the batch norms' pending running statistics into their values. Burn keeps the
+    /// statistics of a training forward pass pending (per thread) until the next forward pass
+    /// or `valid()` reads them, while visiting or mapping the module sees the value before
+    /// them: call this before reading or rewriting every tensor of a network in training (an
+    /// average of its weights, a saved state).
+    pub fn sync_running_stats(&self) {
+        // `valid()` syncs every running state it copies, and the copies share their state
+        // with this network's.
+        let _ = self.valid();
+    }
+
+    /// The network with its whitening layer's bias frozen: it gets no gradient, so the
+    /// optimizer leaves it as it is (airbench trains it for the first epochs only). A network
+    /// without a whitening layer is returned unchanged.
+    pub fn freeze_whitening_bias(self) -> Self {
+        let net = match self.net {
+            Net::Airbench(a) => Net::Airbench(a.freeze_whitening_bias()),
+            other => other,
+        };
+        Self { net, ..self }
+    }
+
     /// The network itself.
+    #[cfg(feature = "onnx")]
     pub(crate) fn net(&self) -> &Net {
         &self.net
     }

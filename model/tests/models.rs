@@ -38,6 +38,10 @@ fn parameter_counts_equal_the_pytorch_originals() {
         ("wrn-28-10", 36_479_194),
         // Seed 002 reports 12,906,250 for its ImprovedCNN.
         ("improved-cnn", 12_906_250),
+        // With the frozen whitening filters and batch-norm scales, as PyTorch's
+        // `parameters()` counts them (export/torch_models.py checks the twins).
+        ("airbench94", 1_972_792),
+        ("airbench93", 569_656),
     ];
     for (name, count) in expected {
         assert_eq!(params(name), count, "{name}");
@@ -120,6 +124,7 @@ fn named_layers_give_activations_and_resume_the_forward_pass() {
         ("resnet20", "layer3", [2, 64, 8, 8]),
         ("resnet9", "layer3", [2, 512, 4, 4]),
         ("airbench94", "block3", [2, 256, 3, 3]),
+        ("airbench93", "block3", [2, 128, 3, 3]),
         ("tiny-cnn", "conv2", [2, 32, 16, 16]),
     ];
     for (name, layer, shape) in cases {

@@ -17,13 +17,14 @@ use crate::io;
 /// `-c, --checkpoint`: the checkpoint a command reads.
 #[derive(Args, Clone, Debug)]
 pub struct CheckpointArg {
-    /// Checkpoint file, or a run folder (its best.safetensors).
+    /// Checkpoint file, or a run folder (its best.safetensors; last.safetensors when it
+    /// trained without validation).
     #[arg(short, long)]
     pub checkpoint: PathBuf,
 }
 
 impl CheckpointArg {
-    /// The checkpoint file (a run folder's `best.safetensors`).
+    /// The checkpoint file (a run folder's tested weights, see [`io::checkpoint_path`]).
     pub fn path(&self) -> PathBuf {
         io::checkpoint_path(&self.checkpoint)
     }
@@ -65,7 +66,7 @@ impl DataArg {
 #[derive(Args, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq)]
 #[serde(transparent)]
 pub struct BackendArg {
-    /// Compute backend: auto picks wgpu when a hardware GPU adapter exists, Flex otherwise.
+    /// Compute backend (the values and what `auto` tries are listed below).
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     pub backend: Backend,
 }

@@ -52,14 +52,15 @@ pub enum Command {
     Landscape(LandscapeArgs),
     /// Seed 002's figure: per-step training-loss band over several learning rates, with and
     /// without BatchNorm.
-    LrBand(LrBandArgs),
+    LrBand(Box<LrBandArgs>),
     /// One self-contained HTML page of a run: summary, curves, metrics, evaluation and
     /// visualisations.
     Report(ReportArgs),
-    /// Hyperparameter search (grid, random or Bayesian) over a space written in TOML.
+    /// Hyperparameter search (grid, random or Bayesian) over a space written in TOML, by any
+    /// number of workers on any machines sharing one study store (SQLite or PostgreSQL).
     Search(crate::search::SearchArgs),
-    /// Analyse a search: best trial, score histogram, each option against the score,
-    /// correlations (PNG and HTML).
+    /// Analyse a search, from its folder or its store: best trial, score histogram, each
+    /// option against the score, correlations, learning curves (PNG and HTML).
     SearchReport(crate::search::SearchReportArgs),
     /// List every registered model with its parameter count.
     Models,

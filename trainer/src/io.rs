@@ -12,11 +12,13 @@ use model::Checkpoint;
 use crate::backend::{self, Backend};
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so an
-/// interrupted write never leaves a half-written file.
+/// interrupted write never leaves a half-written file. The temporary file is this process's
+/// own, so processes writing the same file (a search's workers) never mix their bytes.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+        "{}.{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
+        std::process::id()
     ));
     let mut file =
         std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
@@ -38,12 +40,18 @@ pub fn output_dir(out: Option<&Path>, checkpoint: &Path, folder: &str) -> PathBu
     }
 }
 
-/// A checkpoint file, or a run folder (its `best.safetensors`).
+/// A checkpoint file, or a run folder's tested weights: its `best.safetensors` (the best
+/// validation accuracy), or `last.safetensors` when it trained without validation.
 pub fn checkpoint_path(path: &Path) -> PathBuf {
-    if path.is_dir() {
-        path.join("best.safetensors")
+    if !path.is_dir() {
+        return path.to_path_buf();
+    }
+    let best = path.join("best.safetensors");
+    let last = path.join("last.safetensors");
+    if !best.exists() && last.exists() {
+        last
     } else {
-        path.to_path_buf()
+        best
     }
 }
 
@@ -86,7 +94,16 @@ mod tests {
         write_atomic(&file, b"{}").unwrap();
         write_atomic(&file, b"[]").unwrap();
         assert_eq!(std::fs::read(&file).unwrap(), b"[]");
-        assert!(!dir.join("x.json.tmp").exists());
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "only x.json, no temporary file: {left:?}");
+        assert_eq!(checkpoint_path(&dir), dir.join("best.safetensors"));
+        write_atomic(&dir.join("last.safetensors"), b"").unwrap();
+        assert_eq!(
+            checkpoint_path(&dir),
+            dir.join("last.safetensors"),
+            "a run without validation"
+        );
+        write_atomic(&dir.join("best.safetensors"), b"").unwrap();
         assert_eq!(checkpoint_path(&dir), dir.join("best.safetensors"));
         assert_eq!(checkpoint_path(&file), file);
         assert_eq!(output_dir(None, &file, "viz"), dir.join("viz"));

@@ -3,10 +3,20 @@
 use anyhow::Result;
 use trainer::cli::{Action, Cli, Command};
 use trainer::cmd::{
-    bench, cam_eval, data, eval, export, gradcam, import, landscape, lr_band, models, predict,
-    report, ship, viz,
+    bench, cam_eval, data, eval, export, gradcam, images, import, landscape, lr_band, models,
+    predict, report, ship, viz,
 };
 use trainer::train;
+
+/// Names the refused files on standard error and fails when there are any, after the
+/// command printed what it could answer.
+fn finish_files(refused: &[images::Refused], given: usize) -> Result<()> {
+    eprint!("{}", images::refused_report(refused));
+    match images::refused_error(refused, given) {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
 
 fn main() -> Result<()> {
     trainer::allocator::keep_freed_memory();
@@ -29,8 +39,16 @@ fn main() -> Result<()> {
     match command {
         Command::Train(_) => unreachable!("`Cli::action` turns `train` into a job"),
         Command::Eval(args) => print!("{}", eval::run(&args)?.1),
-        Command::Predict(args) => print!("{}", predict::report(&predict::run(&args)?)),
-        Command::Gradcam(args) => print!("{}", gradcam::report(&gradcam::run(&args)?)),
+        Command::Predict(args) => {
+            let found = predict::run(&args)?;
+            print!("{}", predict::report(&found.answered));
+            finish_files(&found.refused, args.images.len())?;
+        }
+        Command::Gradcam(args) => {
+            let found = gradcam::run(&args)?;
+            print!("{}", gradcam::report(&found.written));
+            finish_files(&found.refused, args.images.len())?;
+        }
         Command::CamEval(args) => print!("{}", cam_eval::report(&cam_eval::run(&args)?)),
         Command::Ship(args) => print!("{}", ship::report(&ship::run(&args)?, &args.weights_dir)),
         Command::Viz(args) => {
@@ -51,31 +69,34 @@ fn main() -> Result<()> {
         }
         Command::Report(args) => println!("wrote {}", report::run(&args)?.display()),
         Command::Search(args) => {
-            let results = trainer::search::run(&args)?;
-            let best = results
+            let trials = trainer::search::run(&args)?;
+            let best = trials
                 .iter()
-                .filter_map(|r| r.score.map(|s| (s, r)))
+                .filter_map(|t| t.score.map(|s| (s, t)))
                 .max_by(|a, b| a.0.total_cmp(&b.0));
             match best {
-                Some((score, r)) => println!(
+                Some((score, t)) => println!(
                     "{} trials; best: trial {} with score {:.2}% ({:?})",
-                    results.len(),
-                    r.trial,
+                    trials.len(),
+                    t.number,
                     100.0 * score,
-                    r.params
+                    t.params
                 ),
-                None => println!("{} trials, none succeeded", results.len()),
+                None => println!("{} trials, none succeeded", trials.len()),
             }
         }
         Command::SearchReport(args) => {
             let (best, page) = trainer::search::report(&args)?;
             println!(
                 "best: trial {} with score {:.2}% ({:?}); wrote {}",
-                best.trial,
+                best.number,
                 100.0 * best.score.unwrap_or(0.0),
                 best.params,
                 page.display()
             );
+            if let Some(checkpoint) = &best.checkpoint {
+                println!("its checkpoint: {checkpoint}");
+            }
         }
         Command::LrBand(args) => {
             lr_band::run(&args)?;

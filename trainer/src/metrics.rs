@@ -167,6 +167,9 @@ pub struct EpochMetrics {
     pub train_accuracy: f64,
     /// Validation loss and accuracy, when there is a validation split.
     pub val: Option<(f64, f64)>,
+    /// Test loss and accuracy, with `--test-each-epoch`.
+    #[serde(default)]
+    pub test: Option<(f64, f64)>,
     /// Learning rate used.
     pub lr: f64,
     /// Wall time of the epoch's training steps.

@@ -50,6 +50,34 @@ fn help_explains_the_options() {
 }
 
 #[test]
+fn help_lists_the_presets_and_backends_the_code_knows() {
+    use clap::ValueEnum;
+    let backends: Vec<String> = trainer::backend::Backend::value_variants()
+        .iter()
+        .map(|b| b.to_string())
+        .collect();
+    for command in ["train", "eval", "predict", "gradcam", "bench", "lr-band"] {
+        let (ok, out) = trainer(&[command, "--help"]);
+        assert!(ok, "{out}");
+        for backend in &backends {
+            assert!(
+                out.contains(&format!("- {backend}:")),
+                "`{command} --help` misses the backend {backend}:\n{out}"
+            );
+        }
+    }
+    for command in ["train", "bench"] {
+        let (_, out) = trainer(&[command, "--help"]);
+        for name in trainer::train::config::preset_names() {
+            assert!(
+                out.contains(name),
+                "`{command} --help` misses the preset {name}"
+            );
+        }
+    }
+}
+
+#[test]
 fn bad_input_fails_with_a_clear_message() {
     let (ok, out) = trainer(&["train", "--model", "resnet21", "--data-dir", "/nonexistent"]);
     assert!(!ok);

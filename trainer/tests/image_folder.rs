@@ -190,8 +190,9 @@ fn save_as(set: &CifarSet, i: usize, dir: &Path, name: &str) {
 #[test]
 fn a_folder_of_other_classes_trains_a_network_that_names_them() {
     // Three classes of the sample under other names: cats, dogs and ships become kitty, puppy
-    // and boat (so the folders' sorted order, boat-kitty-puppy, is not CIFAR-10's).
-    let renamed = [(3u8, "kitty"), (5, "puppy"), (8, "boat")];
+    // and "boat,ship" (so the folders' sorted order is not CIFAR-10's, and a class name holds
+    // the CSV files' separator).
+    let renamed = [(3u8, "kitty"), (5, "puppy"), (8, "boat,ship")];
     let root = temp("other-classes");
     for (split, set) in [
         ("train", CifarSet::train(&sample()).unwrap()),
@@ -203,7 +204,7 @@ fn a_folder_of_other_classes_trains_a_network_that_names_them() {
             }
         }
     }
-    let names = ["boat", "kitty", "puppy"].map(String::from).to_vec();
+    let names = ["boat,ship", "kitty", "puppy"].map(String::from).to_vec();
     let (cache, info) = cached_batches(&root, true).unwrap();
     assert_eq!(info.classes, names);
     let test = CifarSet::test(&cache).unwrap();
@@ -252,11 +253,43 @@ fn a_folder_of_other_classes_trains_a_network_that_names_them() {
             backend: Backend::Flex,
         },
     })
-    .unwrap();
+    .unwrap()
+    .answered;
     let mut ranked: Vec<&str> = predicted[0].top.iter().map(|(c, _)| c.as_str()).collect();
     assert_eq!(ranked.len(), 3, "{ranked:?}");
     ranked.sort();
-    assert_eq!(ranked, ["boat", "kitty", "puppy"]);
+    assert_eq!(ranked, ["boat,ship", "kitty", "puppy"]);
+
+    // Evaluated, the class names survive per_class.csv and the run's report reads them back.
+    let run_eval = outcome.run_dir.join("eval");
+    trainer::cmd::eval::run(&EvalArgs {
+        checkpoint: CheckpointArg {
+            checkpoint: checkpoint.clone(),
+        },
+        data: DataArg {
+            data_dir: Some(root.clone()),
+        },
+        backend: BackendArg {
+            backend: Backend::Flex,
+        },
+        batch_size: 64,
+        tta: Default::default(),
+        out: OutputArg {
+            out: Some(run_eval.clone()),
+        },
+    })
+    .unwrap();
+    let mut per_class = csv::Reader::from_path(run_eval.join("per_class.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = per_class.records().map(Result::unwrap).collect();
+    assert_eq!(&rows[0][0], "boat,ship");
+    assert!(rows.iter().all(|r| r.len() == 5), "{rows:?}");
+    let html = trainer::cmd::report::run(&trainer::cmd::report::ReportArgs {
+        run: outcome.run_dir.clone(),
+        out: None,
+    })
+    .unwrap();
+    let html = std::fs::read_to_string(html).unwrap();
+    assert!(html.contains("<td>boat,ship</td>"), "{html}");
 
     // Exported to PyTorch and imported back, it keeps its three classes and their names (the
     // state dict's metadata carries them).
@@ -305,7 +338,7 @@ fn a_folder_of_other_classes_trains_a_network_that_names_them() {
         .unwrap_err()
     );
     assert!(
-        err.contains("classifies [airplane") && err.contains("[boat, kitty, puppy]"),
+        err.contains("classifies [airplane") && err.contains("[boat,ship, kitty, puppy]"),
         "{err}"
     );
     std::fs::remove_dir_all(&root).unwrap();

@@ -1,10 +1,24 @@
 //! Hyperparameter search: the samplers on a cheap synthetic objective, and real searches on
-//! the committed sample (records, failures, resume).
+//! the committed sample (the study store, failures, joining a study, the report).
 
 mod common;
 
+use std::path::Path;
+
 use common::{sample, temp};
-use trainer::search::{self, Method, Params, Sampler, SearchArgs, SearchSpec};
+use trainer::search::{self, Method, Params, Sampler, SearchArgs, SearchSpec, TrialState};
+
+/// The options of `trainer search --config FILE --runs-dir RUNS` and `extra`.
+fn search_args(file: &Path, runs: &Path, extra: &[&str]) -> SearchArgs {
+    let mut args = vec![
+        "--config",
+        file.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    SearchArgs::parse(&args).unwrap()
+}
 
 const SPACE: &str = r#"
 epochs = 1
@@ -99,62 +113,69 @@ fn the_grid_covers_every_combination_and_bad_files_are_refused() {
 }
 
 #[test]
-fn a_search_records_each_trial_survives_a_failure_and_resumes() {
+fn a_search_records_each_trial_in_its_store_survives_a_failure_and_is_joined_again() {
     let dir = temp("search");
     let file = dir.join("tiny.toml");
-    std::fs::write(
-        &file,
+    let spec = |lr: &str| {
         format!(
             "method = \"grid\"\nepochs = 1\n[fixed]\nmodel = \"tiny-cnn\"\nbackend = \"flex\"\ndata-dir = \"{}\"\n\
-             [space]\nactivation = {{ choices = [\"relu\", \"no-such-activation\"] }}\nlr = {{ choices = [0.003] }}\n",
+             [space]\nactivation = {{ choices = [\"relu\", \"no-such-activation\"] }}\nlr = {{ choices = [{lr}] }}\n",
             sample().display()
-        ),
-    )
-    .unwrap();
-    let args = |resume| SearchArgs {
-        config: file.clone(),
-        name: None,
-        runs_dir: dir.join("runs"),
-        resume,
+        )
     };
-    let results = search::run(&args(false)).unwrap();
-    assert_eq!(results.len(), 2);
-    assert_eq!(results[0].status, "ok");
-    assert!(results[0].score.unwrap() > 0.0 && results[0].test_accuracy.is_some());
+    std::fs::write(&file, spec("0.003")).unwrap();
+    let runs = dir.join("runs");
+    let trials = search::run(&search_args(&file, &runs, &[])).unwrap();
+    assert_eq!(trials.len(), 2);
+    assert_eq!(trials[0].state, TrialState::Done);
+    assert!(trials[0].score.unwrap() > 0.0 && trials[0].test_accuracy.is_some());
+    assert_eq!(trials[0].epochs.len(), 1, "the epochs are in the store");
+    assert!(trials[0].epochs[0].val.is_some());
+    assert_eq!(trials[1].state, TrialState::Failed);
     assert!(
-        results[1].status.starts_with("failed") && results[1].status.contains("no-such-activation")
+        trials[1].status().contains("no-such-activation"),
+        "{:?}",
+        trials[1]
     );
-    let search_dir = dir.join("runs/tiny");
-    assert!(
-        search_dir.join("trial-000/best.safetensors").exists(),
-        "a normal run folder"
-    );
-    let csv = std::fs::read_to_string(search_dir.join("search.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 3, "{csv}");
-    assert!(csv.starts_with("trial,status,score,test_accuracy,seconds,activation,lr"));
-
-    // Interrupted after the first trial: the resumed search keeps it and runs the second.
-    let first_line: String = csv.lines().take(2).map(|l| format!("{l}\n")).collect();
-    std::fs::write(search_dir.join("search.csv"), &first_line).unwrap();
-    let kept = search_dir.join("trial-000/best.safetensors");
-    let written = std::fs::metadata(&kept).unwrap().modified().unwrap();
-    let resumed = search::run(&args(true)).unwrap();
+    let search_dir = runs.join("tiny");
+    let best = search_dir.join("trial-000/best.safetensors");
+    assert!(best.exists(), "a normal run folder");
     assert_eq!(
-        std::fs::metadata(&kept).unwrap().modified().unwrap(),
-        written,
-        "not re-run"
+        trials[0].checkpoint.as_deref(),
+        Some(best.to_str().unwrap())
     );
-    assert!((resumed[0].score.unwrap() - results[0].score.unwrap()).abs() < 1e-6);
-    assert!((resumed[0].seconds - results[0].seconds).abs() < 0.06);
-    assert!(resumed[1].status.starts_with("failed"));
+    assert!(search_dir.join("study.db").is_file(), "the default store");
     let csv = std::fs::read_to_string(search_dir.join("search.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
     assert!(
-        search::run(&args(false))
-            .unwrap_err()
-            .to_string()
-            .contains("exists")
+        csv.starts_with(
+            "trial,status,score,test_accuracy,seconds,attempts,worker,run_dir,activation,lr"
+        ),
+        "{csv}"
     );
+
+    // The same command again joins the finished study and re-runs nothing.
+    let written = std::fs::metadata(&best).unwrap().modified().unwrap();
+    let again = search::run(&search_args(&file, &runs, &["--resume"])).unwrap();
+    assert_eq!(again, trials);
+    assert_eq!(
+        std::fs::metadata(&best).unwrap().modified().unwrap(),
+        written
+    );
+
+    // Another search under the same name is refused, naming the difference.
+    std::fs::write(&file, spec("0.003, 0.01")).unwrap();
+    let err = format!(
+        "{:#}",
+        search::run(&search_args(&file, &runs, &[])).unwrap_err()
+    );
+    assert!(err.contains("space.lr") && err.contains("0.01"), "{err}");
+    // --resume only continues a study that exists.
+    let err = format!(
+        "{:#}",
+        search::run(&search_args(&file, &runs, &["--name", "other", "--resume"])).unwrap_err()
+    );
+    assert!(err.contains("no study `other`"), "{err}");
 }
 
 #[test]
@@ -166,6 +187,7 @@ fn the_analysis_finds_the_best_trial_and_the_correlations() {
     )
     .unwrap();
     // The score rises with log10(lr) exactly: correlation +1. Trial 3 failed.
+    // A search.csv of an older build: status `ok`, no attempts, worker or run folder.
     let mut csv = String::from("trial,status,score,test_accuracy,seconds,flip,lr\n");
     for (k, lr) in [1e-4f64, 1e-3, 1e-2, 5e-2, 1e-1].into_iter().enumerate() {
         let score = 0.5 + 0.1 * lr.log10();
@@ -181,16 +203,20 @@ fn the_analysis_finds_the_best_trial_and_the_correlations() {
     let results = search::read_csv(&dir.join("search.csv"), &spec).unwrap();
     assert_eq!(results.len(), 5);
     assert_eq!(results[3].score, None);
+    assert_eq!(results[3].state, TrialState::Failed);
+    assert_eq!(results[0].state, TrialState::Done);
     let ok: Vec<_> = results.iter().filter(|r| r.score.is_some()).collect();
     let series = search::numeric_series(&spec, &ok);
     assert_eq!(series[0].0, "log10(lr)");
     assert!((search::pearson(&series[0].1, &series[1].1) - 1.0).abs() < 1e-9);
     assert!((search::pearson(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
     let (best, _) = search::report(&search::SearchReportArgs {
-        search: dir.clone(),
+        search: dir.display().to_string(),
+        name: None,
+        out: None,
     })
     .unwrap();
-    assert_eq!(best.trial, 4, "lr 0.1 scores highest");
+    assert_eq!(best.number, 4, "lr 0.1 scores highest");
     assert!(image::open(dir.join("params.png")).is_ok());
 }
 
@@ -207,14 +233,8 @@ fn hopeless_trials_are_cut_after_their_first_epoch() {
         ),
     )
     .unwrap();
-    let results = search::run(&SearchArgs {
-        config: file,
-        name: None,
-        runs_dir: dir.clone(),
-        resume: false,
-    })
-    .unwrap();
-    assert_eq!(results[0].status, "cut");
+    let results = search::run(&search_args(&file, &dir, &[])).unwrap();
+    assert_eq!(results[0].state, TrialState::Cut);
     assert!(results[0].score.is_some(), "a cut trial keeps its score");
     let metrics = std::fs::read_to_string(dir.join("cut/trial-000/metrics.csv")).unwrap();
     assert_eq!(metrics.lines().count(), 2, "one epoch of three: {metrics}");
@@ -224,7 +244,7 @@ fn hopeless_trials_are_cut_after_their_first_epoch() {
         config.contains("model = \"tiny-cnn\"") && config.contains("gamma = 0.995"),
         "{config}"
     );
-    assert!(config.contains("epochs = 3"), "{config}");
+    assert!(config.contains("epochs = 3.0"), "{config}");
 }
 
 #[test]
@@ -261,7 +281,10 @@ fn a_search_named_train_over_list_values_records_and_resumes_from_the_command_li
     let spec = SearchSpec::parse(&std::fs::read_to_string(&file).unwrap()).unwrap();
     let results = search::read_csv(&search_dir.join("search.csv"), &spec).unwrap();
     assert_eq!(results.len(), 2);
-    assert!(results.iter().all(|r| r.status == "ok"), "{results:?}");
+    assert!(
+        results.iter().all(|r| r.state == TrialState::Done),
+        "{results:?}"
+    );
     // A value with a comma survives the CSV as the string it was.
     assert_eq!(results[0].params[0].1, toml::Value::String("32,16".into()));
     let config = std::fs::read_to_string(search_dir.join("trial-000/config.toml")).unwrap();
@@ -278,7 +301,9 @@ fn a_search_named_train_over_list_values_records_and_resumes_from_the_command_li
     let again = search::read_csv(&search_dir.join("search.csv"), &spec).unwrap();
     assert_eq!(again, results);
     let report = search::report(&search::SearchReportArgs {
-        search: search_dir.clone(),
+        search: search_dir.display().to_string(),
+        name: None,
+        out: None,
     });
     assert!(report.is_ok(), "{report:?}");
     std::fs::remove_dir_all(&dir).unwrap();

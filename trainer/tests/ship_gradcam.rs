@@ -144,7 +144,7 @@ fn gradcam_writes_overlays_of_the_chosen_class_and_method() {
         ];
         args.extend_from_slice(extra);
         match parse(&args) {
-            Command::Gradcam(a) => gradcam::run(&a),
+            Command::Gradcam(a) => gradcam::run(&a).map(|explained| explained.written),
             other => panic!("{other:?}"),
         }
     };
@@ -214,7 +214,7 @@ fn gradcam_writes_overlays_of_the_chosen_class_and_method() {
         let Command::Gradcam(a) = parse(&args) else {
             panic!()
         };
-        let written = gradcam::run(&a).unwrap().remove(0);
+        let written = gradcam::run(&a).unwrap().written.remove(0);
         (
             written.predicted,
             image::open(&written.png).unwrap().to_rgb8(),
@@ -247,7 +247,7 @@ fn gradcam_writes_overlays_of_the_chosen_class_and_method() {
         let Command::Predict(a) = parse(&args) else {
             panic!()
         };
-        predict::run(&a).unwrap().remove(0).top[0].clone()
+        predict::run(&a).unwrap().answered.remove(0).top[0].clone()
     };
     for (framing, gradcam) in [("pad", &padded), ("crop", &cropped)] {
         let (class, p) = predicted(framing);
@@ -274,10 +274,12 @@ fn gradcam_writes_overlays_of_the_chosen_class_and_method() {
     let Command::Gradcam(a) = parse(&args) else {
         panic!()
     };
-    let err = format!("{:#}", gradcam::run(&a).unwrap_err());
+    let explained = gradcam::run(&a).unwrap();
+    assert!(explained.written.is_empty());
+    let refused = &explained.refused[0];
     assert!(
-        err.contains("README.md") && err.contains("not an image"),
-        "{err}"
+        refused.path.ends_with("README.md") && refused.reason.contains("not an image"),
+        "{refused}"
     );
 }
 

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
+use clap::Args;
 use common::{sample, temp};
 use trainer::train::config::PRESETS;
 use trainer::train::{self, TrainArgs, TrainJob};
@@ -156,7 +157,7 @@ fn config_files_presets_and_flags_combine_in_that_order() {
     let args = parse(&["--config", f, "--epochs", "3"]).unwrap().config;
     assert_eq!(
         (args.model.model.as_str(), args.optim.epochs, args.optim.lr),
-        ("tiny-cnn", 3, 0.002)
+        ("tiny-cnn", 3.0, 0.002)
     );
     assert!(args.augment.flip);
     assert_eq!(args.loss.label_smoothing, 0.1);
@@ -178,7 +179,7 @@ fn config_files_presets_and_flags_combine_in_that_order() {
             layered.optim.epochs,
             layered.optim.lr
         ),
-        ("tiny-cnn", 2, 0.3)
+        ("tiny-cnn", 2.0, 0.3)
     );
     assert_eq!(
         layered.optim.batch_size, 512,
@@ -203,14 +204,20 @@ fn config_files_presets_and_flags_combine_in_that_order() {
             preset.optim.epochs,
             preset.schedule.gamma
         ),
-        ("tiny-cnn", 1, 0.995)
+        ("tiny-cnn", 1.0, 0.995)
     );
     assert_eq!(preset.stop.patience, Some(5));
+    // An unknown preset is refused with the list of presets, from the same list the code
+    // uses, as --help shows it.
     let err = parse(&["--preset", "seed999"]).unwrap_err().to_string();
-    assert!(
-        err.contains("unknown preset") && err.contains("seed004-tiny-cnn"),
-        "{err}"
-    );
+    let help = TrainArgs::augment_args(clap::Command::new("train"))
+        .render_help()
+        .to_string();
+    for (name, _) in PRESETS {
+        assert!(err.contains(name), "{name} missing from: {err}");
+        assert!(help.contains(name), "{name} missing from --help");
+    }
+    assert!(err.contains("seed999"), "{err}");
     // Every preset parses and names a buildable model; its options survive the round trip
     // through the run folder's config.toml.
     for (name, _) in PRESETS {
@@ -260,12 +267,12 @@ fn early_stopping_and_divergence_stop_the_run_clearly() {
     ]);
     let outcome = train::run(&parse(&args).unwrap()).unwrap();
     assert_eq!(outcome.epochs.len(), 3);
+    let reason = outcome.stopped_early.unwrap();
     assert!(
-        outcome
-            .stopped_early
-            .unwrap()
-            .contains("early stop after epoch 3")
+        matches!(reason, train::StopReason::Patience { epoch: 3, .. }),
+        "{reason:?}"
     );
+    assert!(reason.to_string().contains("early stop after epoch 3"));
 
     // --min-delta: gains smaller than 0.9 do not count, so patience 1 stops after epoch 2,
     // and the best checkpoint is still the epoch with the best validation accuracy.
@@ -291,6 +298,7 @@ fn early_stopping_and_divergence_stop_the_run_clearly() {
         .map(|e| e.val.unwrap().1)
         .fold(0.0, f64::max);
     assert_eq!(summary["best_val_accuracy"].as_f64().unwrap(), best);
+    assert_eq!(summary["tested_weights"], "best-validation");
 
     let mut args: Vec<&str> = base.to_vec();
     args.extend([
@@ -421,17 +429,13 @@ fn a_killed_run_resumes_to_the_same_result() {
     std::fs::remove_dir_all(&runs).unwrap();
 }
 
-#[test]
-fn the_airbench94_preset_keeps_its_frozen_layers_and_reports_its_test_time_views() {
-    let runs = temp("airbench");
+/// Runs `--preset airbench94` on 300 sample images in batches of 100 with `extra` options;
+/// returns the run folder and the outcome.
+fn airbench(runs: &Path, name: &str, extra: &[&str]) -> (std::path::PathBuf, train::TrainOutcome) {
     let data = sample();
-    let args = [
+    let mut args = vec![
         "--preset",
         "airbench94",
-        "--epochs",
-        "2",
-        "--lookahead-from",
-        "2",
         "--batch-size",
         "100",
         "--limit",
@@ -443,33 +447,54 @@ fn the_airbench94_preset_keeps_its_frozen_layers_and_reports_its_test_time_views
         "--runs-dir",
         runs.to_str().unwrap(),
         "--name",
-        "airbench",
+        name,
     ];
+    args.extend_from_slice(extra);
     let outcome = train::run(&parse(&args).unwrap()).unwrap();
-    assert_eq!(outcome.epochs.len(), 2);
-    let dir = runs.join("airbench");
-    let bytes = std::fs::read(dir.join("last.safetensors")).unwrap();
+    (runs.join(name), outcome)
+}
+
+/// The float tensor `name` of a checkpoint file.
+fn tensor(file: &Path, name: &str) -> Vec<f32> {
+    let bytes = std::fs::read(file).unwrap();
     let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let floats = |name: &str| -> Vec<f32> {
-        let view = tensors.tensor(name).unwrap();
-        assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
-        view.data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect()
-    };
-    let names: Vec<String> = tensors.names().into_iter().map(String::from).collect();
+    let view = tensors.tensor(name).unwrap();
+    assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
+    view.data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+fn tensor_names(file: &Path) -> Vec<String> {
+    let bytes = std::fs::read(file).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    tensors.names().into_iter().map(String::from).collect()
+}
+
+#[test]
+fn the_airbench94_preset_trains_as_its_original() {
+    let runs = temp("airbench");
+    // 1.5 epochs of 3 full batches (the preset drops an incomplete last one): 3 + 2 steps.
+    let (dir, outcome) = airbench(&runs, "airbench", &["--epochs", "1.5"]);
+    assert_eq!(outcome.epochs.len(), 2);
+    assert_eq!(outcome.summary.steps, 5);
+    let last = dir.join("last.safetensors");
+    let names = tensor_names(&last);
     // Six batch norms whose scale never left 1; their shifts did move.
     let gammas: Vec<&String> = names.iter().filter(|n| n.ends_with("gamma")).collect();
     assert_eq!(gammas.len(), 6, "{names:?}");
     for name in gammas {
-        assert!(floats(name).iter().all(|&g| g == 1.0), "{name} was trained");
-        let beta = floats(&name.replace("gamma", "beta"));
+        assert!(
+            tensor(&last, name).iter().all(|&g| g == 1.0),
+            "{name} was trained"
+        );
+        let beta = tensor(&last, &name.replace("gamma", "beta"));
         assert!(beta.iter().any(|&b| b != 0.0), "{name}'s shift never moved");
     }
     // The whitening filters are still ± the same 12: training would have broken the symmetry.
     let whiten = names.iter().find(|n| n.ends_with("whiten.weight")).unwrap();
-    let w = floats(whiten);
+    let w = tensor(&last, whiten);
     assert_eq!(w.len(), 24 * 12);
     let (plus, minus) = w.split_at(12 * 12);
     assert!(plus.iter().zip(minus).all(|(a, b)| *a == -*b));
@@ -477,8 +502,29 @@ fn the_airbench94_preset_keeps_its_frozen_layers_and_reports_its_test_time_views
         plus.iter().any(|&v| v.abs() > 1.0),
         "set from the images, not random"
     );
+    // Without a validation split the final weights are tested, and nothing is called
+    // validation: no best checkpoint, no best validation accuracy.
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["test_tta"], "mirror-translate");
+    assert_eq!(summary["tested_weights"], "final");
+    assert!(summary["best_val_accuracy"].is_null() && summary["best_epoch"].is_null());
+    assert!(!dir.join("best.safetensors").exists());
+    let checkpoint = model::Checkpoint::from_bytes(
+        &std::fs::read(&last).unwrap(),
+        &burn::tensor::Device::flex(),
+    )
+    .unwrap();
+    let test = std::sync::Arc::new(trainer::data::CifarSet::test(&sample()).unwrap());
+    let tested = trainer::eval::evaluate_with(
+        &checkpoint.model,
+        &test,
+        checkpoint.info.normalization,
+        &burn::tensor::Device::flex(),
+        256,
+        trainer::eval::Tta::MirrorTranslate,
+    )
+    .unwrap();
+    assert_eq!(summary["test_accuracy"], tested.accuracy());
     std::fs::remove_dir_all(&runs).unwrap();
 }

@@ -153,7 +153,7 @@ fn training_on_the_sample_lowers_the_loss_and_the_run_can_be_evaluated_and_used(
     ]) else {
         unreachable!()
     };
-    let predictions = predict::run(&predict_args).unwrap();
+    let predictions = predict::run(&predict_args).unwrap().answered;
     assert_eq!(predictions.len(), 3);
     for p in &predictions {
         assert_eq!(p.top.len(), 5);
@@ -183,21 +183,58 @@ fn training_on_the_sample_lowers_the_loss_and_the_run_can_be_evaluated_and_used(
     assert_eq!(predictions[2].top[0].0, model::CLASSES[top]);
     assert!(predict::report(&predictions).contains("1. "));
 
-    // A file that is not an image is named in the error.
+    // Bad files among good ones: every good one is answered, each bad one is named with its
+    // reason, and the command fails after printing the answers.
     let bogus = dir.join("notes.png");
     std::fs::write(&bogus, b"hello").unwrap();
-    let Command::Predict(bad) = parse(&[
-        "predict",
-        "--checkpoint",
-        run.to_str().unwrap(),
-        bogus.to_str().unwrap(),
-    ]) else {
+    let cut = dir.join("cut.png");
+    let whole = std::fs::read(&exact).unwrap();
+    std::fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
+    let missing = dir.join("missing.png");
+    let mixed_files = [&png, &bogus, &cut, &missing, &exact].map(|p| p.to_str().unwrap());
+    let mut mixed_argv = vec!["predict", "--checkpoint", run.to_str().unwrap()];
+    mixed_argv.extend(mixed_files);
+    let Command::Predict(mixed) = parse(&mixed_argv) else {
         unreachable!()
     };
-    let err = format!("{:#}", predict::run(&bad).unwrap_err());
+    let found = predict::run(&mixed).unwrap();
+    assert_eq!(found.answered.len(), 2);
+    assert_eq!(found.answered[0], predictions[0]);
+    assert_eq!(found.answered[1], predictions[2]);
+    let reasons: Vec<(&Path, &str)> = found
+        .refused
+        .iter()
+        .map(|r| (r.path.as_path(), r.reason.as_str()))
+        .collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
     assert!(
-        err.contains("notes.png") && err.contains("not an image"),
-        "{err}"
+        reasons[0].0 == bogus && reasons[0].1.contains("not an image"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].0 == cut && reasons[1].1.contains("cannot decode"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[2].0 == missing && reasons[2].1.contains("cannot read"),
+        "{reasons:?}"
+    );
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(&mixed_argv)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(!output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("wide.png") && stdout.contains("exact.png"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("notes.png: ") && stderr.contains("3 of 5 image files could not be used"),
+        "{stderr}"
     );
     // A file that is not a checkpoint is refused clearly.
     let Command::Predict(bad) = parse(&[

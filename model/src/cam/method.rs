@@ -32,8 +32,9 @@ pub enum CamMethod {
     /// (first right singular vector). A singular vector's sign is arbitrary; it is chosen so
     /// that the map agrees with the channel sum `Σₖ Aᵏ` (pytorch-grad-cam leaves it to the SVD).
     EigenCam,
-    /// Score-CAM (Wang et al. 2020), no gradient: each channel, upsampled to 32 × 32 and
-    /// scaled to 0–1 (min–max), masks the normalised input; `α = softmax over k` of the class
+    /// Score-CAM (Wang et al. 2020), no gradient: each channel, upsampled to 32 × 32 with the
+    /// corner pixels aligned (as pytorch-grad-cam's `UpsamplingBilinear2d`) and scaled to 0–1
+    /// (min–max), masks the normalised input; `α = softmax over k` of the class
     /// logit of each masked image, `L = Σₖ αₖ Aᵏ`. One forward pass per channel.
     ScoreCam,
 }

@@ -13,7 +13,7 @@ use burn::tensor::{Tensor, TensorData};
 
 pub use method::{CamMethod, LayerMaps};
 use render::normalise;
-pub use render::{heat_color, overlay, upsample};
+pub use render::{Align, heat_color, overlay, upsample, upsample_aligned};
 
 use crate::{IMAGE_SIZE, Model, ModelError};
 
@@ -206,7 +206,9 @@ impl CamInputs {
         image: Tensor<4>,
     ) -> Result<Tensor<1>, ModelError> {
         let (h, w) = (self.maps.height, self.maps.width);
-        let masks = method::score_masks(&self.maps, |channel| upsample(channel, h, w));
+        let masks = method::score_masks(&self.maps, |channel| {
+            upsample_aligned(channel, h, w, Align::Corners)
+        });
         let device = image.device();
         let side = IMAGE_SIZE;
         let model = model.valid();
@@ -229,6 +231,14 @@ impl CamInputs {
 
     /// Score-CAM's heat map from the logits of [`Self::score_cam_logits`], read back.
     pub fn score_cam(&self, logits: &[f32]) -> Result<Cam, ModelError> {
+        let raw = self.score_cam_map(logits)?;
+        Ok(self.finish(CamMethod::ScoreCam, &raw))
+    }
+
+    /// Score-CAM's map at the layer's resolution, after the ReLU (what
+    /// [`LayerMaps::map`] gives for the other methods), from the logits of
+    /// [`Self::score_cam_logits`].
+    pub fn score_cam_map(&self, logits: &[f32]) -> Result<Vec<f32>, ModelError> {
         if logits.len() != self.maps.channels {
             return Err(ModelError::BadOption(format!(
                 "Score-CAM needs one score per channel ({}), got {}",
@@ -237,13 +247,12 @@ impl CamInputs {
             )));
         }
         let weights = method::score_weights(logits);
-        let raw: Vec<f32> = self
+        Ok(self
             .maps
             .weighted(&weights)
             .into_iter()
             .map(|v| v.max(0.0))
-            .collect();
-        Ok(self.finish(CamMethod::ScoreCam, &raw))
+            .collect())
     }
 
     /// The map at the layer's resolution, upsampled and scaled.

@@ -30,8 +30,24 @@ pub fn overlay(base: &RgbImage, heat: &[f32], opacity: f32) -> RgbImage {
     })
 }
 
+/// Which points of a map and of its upsampled copy line up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Align {
+    /// The pixels' centres (OpenCV's and PyTorch's `align_corners=False`): how heat maps are
+    /// drawn.
+    Centres,
+    /// The corner pixels (PyTorch's `UpsamplingBilinear2d`, `align_corners=True`): how
+    /// pytorch-grad-cam's Score-CAM upsamples its masks.
+    Corners,
+}
+
 /// Bilinear upsampling of an `h × w` map to `32 × 32` (pixel centres aligned).
 pub fn upsample(values: &[f32], h: usize, w: usize) -> Vec<f32> {
+    upsample_aligned(values, h, w, Align::Centres)
+}
+
+/// Bilinear upsampling of an `h × w` map to `32 × 32`, the two grids aligned as `align` says.
+pub fn upsample_aligned(values: &[f32], h: usize, w: usize, align: Align) -> Vec<f32> {
     let sample = |y: f32, x: f32| {
         let (y, x) = (y.clamp(0.0, (h - 1) as f32), x.clamp(0.0, (w - 1) as f32));
         let (y0, x0) = (y.floor() as usize, x.floor() as usize);
@@ -41,12 +57,16 @@ pub fn upsample(values: &[f32], h: usize, w: usize) -> Vec<f32> {
         (1.0 - fy) * ((1.0 - fx) * at(y0, x0) + fx * at(y0, x1))
             + fy * ((1.0 - fx) * at(y1, x0) + fx * at(y1, x1))
     };
-    let scale_y = h as f32 / IMAGE_SIZE as f32;
-    let scale_x = w as f32 / IMAGE_SIZE as f32;
+    let side = IMAGE_SIZE as f32;
+    // Where output position `i` of 32 reads the input of `n` positions.
+    let source = |i: f32, n: usize| match align {
+        Align::Centres => (i + 0.5) * n as f32 / side - 0.5,
+        Align::Corners => i * (n - 1) as f32 / (side - 1.0),
+    };
     (0..IMAGE_SIZE * IMAGE_SIZE)
         .map(|i| {
             let (r, c) = ((i / IMAGE_SIZE) as f32, (i % IMAGE_SIZE) as f32);
-            sample((r + 0.5) * scale_y - 0.5, (c + 0.5) * scale_x - 0.5)
+            sample(source(r, h), source(c, w))
         })
         .collect()
 }
@@ -77,6 +97,23 @@ mod tests {
         assert_eq!(up[0], 1.0);
         assert!(up[IMAGE_SIZE * IMAGE_SIZE - 1] < 1e-6);
         assert_eq!(normalise(vec![0.0, 2.0, 1.0]), vec![0.0, 1.0, 0.5]);
+    }
+
+    #[test]
+    fn corners_aligned_upsampling_keeps_the_corner_values() {
+        // A 2 × 2 map: with corners aligned the four corners are the map's values and the
+        // rows between run linearly; with centres aligned the corners are clamped copies.
+        let map = [0.0, 3.1, 6.2, 9.3];
+        let corners = upsample_aligned(&map, 2, 2, Align::Corners);
+        let at = |r: usize, c: usize| corners[r * IMAGE_SIZE + c];
+        assert_eq!(
+            (at(0, 0), at(0, 31), at(31, 0), at(31, 31)),
+            (0.0, 3.1, 6.2, 9.3)
+        );
+        assert!((at(0, 1) - 0.1).abs() < 1e-5, "{}", at(0, 1));
+        let centres = upsample(&map, 2, 2);
+        assert_eq!(centres[1], 0.0, "inside the first pixel's half");
+        assert_ne!(corners, centres);
     }
 
     #[test]

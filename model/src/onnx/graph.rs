@@ -14,8 +14,10 @@ use crate::{Activation, ModelError};
 /// node's output gets a fresh name.
 #[derive(Default)]
 pub struct Graph {
-    pub(super) nodes: Vec<NodeProto>,
-    pub(super) initializers: Vec<TensorProto>,
+    /// The nodes, in the order they compute.
+    pub(crate) nodes: Vec<NodeProto>,
+    /// The weights and constants the nodes read.
+    pub(crate) initializers: Vec<TensorProto>,
 }
 
 /// Something in the zoo that can write its evaluation-mode computation into a [`Graph`].

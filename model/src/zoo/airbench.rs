@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Staged, flatten};
 use crate::layers::{conv, max_pool2, replace_value};
+#[cfg(feature = "onnx")]
 use crate::onnx::{Emit, Graph, join};
 use crate::{Activation, ModelError, NUM_CLASSES};
 
@@ -143,6 +144,12 @@ pub struct Airbench {
 }
 
 impl Airbench {
+    /// The network with the whitening layer's bias frozen (no gradient).
+    pub fn freeze_whitening_bias(mut self) -> Self {
+        self.whiten.bias = self.whiten.bias.map(|b| b.set_require_grad(false));
+        self
+    }
+
     /// Sets the frozen whitening filters from the 2 × 2 patches of `images` (normalised, `[n,
     /// 3, h, w]`): the covariance's eigenvectors scaled by `1/√(λ + 5e-4)`, largest eigenvalue
     /// first, then the same filters negated. The bias is left as it is.
@@ -274,6 +281,7 @@ impl Staged for Airbench {
     }
 }
 
+#[cfg(feature = "onnx")]
 impl Emit for Group {
     fn emit(&self, g: &mut Graph, x: &str, scope: &str) -> Result<String, ModelError> {
         let x = self.conv1.emit(g, x, &join(scope, "conv1"))?;
@@ -286,6 +294,7 @@ impl Emit for Group {
     }
 }
 
+#[cfg(feature = "onnx")]
 impl Emit for Airbench {
     fn emit(&self, g: &mut Graph, x: &str, scope: &str) -> Result<String, ModelError> {
         let x = self.whiten.emit(g, x, &join(scope, "whiten"))?;

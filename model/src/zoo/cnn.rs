@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Staged, flatten};
 use crate::layers::{ConvBlock, max_pool2};
+#[cfg(feature = "onnx")]
 use crate::onnx::{Emit, Graph, join};
 use crate::{Activation, IMAGE_SIZE, ModelError};
 
@@ -224,6 +225,7 @@ impl Staged for Cnn {
     }
 }
 
+#[cfg(feature = "onnx")]
 impl Emit for Cnn {
     fn emit(&self, g: &mut Graph, x: &str, scope: &str) -> Result<String, ModelError> {
         let mut x = x.to_string();

@@ -6,8 +6,11 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::{Staged, flatten};
+#[cfg(feature = "onnx")]
+use crate::ModelError;
+#[cfg(feature = "onnx")]
 use crate::onnx::{Emit, Graph, join};
-use crate::{Activation, IMAGE_VALUES, ModelError, NUM_CLASSES};
+use crate::{Activation, IMAGE_VALUES, NUM_CLASSES};
 
 /// Configuration of [`Mlp`].
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -87,6 +90,7 @@ impl Staged for Mlp {
     }
 }
 
+#[cfg(feature = "onnx")]
 impl Emit for Mlp {
     fn emit(&self, g: &mut Graph, x: &str, scope: &str) -> Result<String, ModelError> {
         let x = g.flatten(x);

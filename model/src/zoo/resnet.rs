@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::{Staged, flatten};
 use crate::ModelError;
 use crate::layers::{batch_norm, conv};
+#[cfg(feature = "onnx")]
 use crate::onnx::{Emit, Graph, join};
 
 /// Configuration of [`ResNet`].
@@ -259,6 +260,7 @@ impl Staged for ResNet {
     }
 }
 
+#[cfg(feature = "onnx")]
 impl Emit for Projection {
     fn emit(&self, g: &mut Graph, x: &str, scope: &str) -> Result<String, ModelError> {
         let x = self.conv.emit(g, x, &join(scope, "conv"))?;
@@ -267,6 +269,7 @@ impl Emit for Projection {
 }
 
 /// The shortcut branch of a block as a graph: the input itself or its projection.
+#[cfg(feature = "onnx")]
 fn emit_shortcut(
     projection: &Option<Projection>,
     g: &mut Graph,
@@ -279,6 +282,7 @@ fn emit_shortcut(
     }
 }
 
+#[cfg(feature = "onnx")]
 impl Emit for Block {
     fn emit(&self, g: &mut Graph, x: &str, scope: &str) -> Result<String, ModelError> {
         let (out, shortcut) = match self {
@@ -306,6 +310,7 @@ impl Emit for Block {
     }
 }
 
+#[cfg(feature = "onnx")]
 impl Emit for ResNet {
     fn emit(&self, g: &mut Graph, x: &str, scope: &str) -> Result<String, ModelError> {
         let x = self.stem.emit(g, x, &join(scope, "stem"))?;

@@ -9,9 +9,12 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::{Staged, flatten};
+#[cfg(feature = "onnx")]
+use crate::ModelError;
 use crate::layers::{ConvBlock, max_pool2};
+#[cfg(feature = "onnx")]
 use crate::onnx::{Emit, Graph, join};
-use crate::{Activation, ModelError, NUM_CLASSES};
+use crate::{Activation, NUM_CLASSES};
 
 /// Configuration of [`ResNet9`].
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -130,6 +133,7 @@ impl Staged for ResNet9 {
     }
 }
 
+#[cfg(feature = "onnx")]
 impl Emit for Stage {
     fn emit(&self, g: &mut Graph, x: &str, scope: &str) -> Result<String, ModelError> {
         let x = self.conv.emit(g, x, &join(scope, "conv"))?;
@@ -145,6 +149,7 @@ impl Emit for Stage {
     }
 }
 
+#[cfg(feature = "onnx")]
 impl Emit for ResNet9 {
     fn emit(&self, g: &mut Graph, x: &str, scope: &str) -> Result<String, ModelError> {
         let x = self.prep.emit(g, x, &join(scope, "prep"))?;

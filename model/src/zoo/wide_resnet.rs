@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{Staged, flatten};
 use crate::ModelError;
 use crate::layers::{batch_norm, conv};
+#[cfg(feature = "onnx")]
 use crate::onnx::{Emit, Graph, join};
 
 /// Configuration of [`WideResNet`]: WRN-`depth`-`widen`.
@@ -156,6 +157,7 @@ impl Staged for WideResNet {
     }
 }
 
+#[cfg(feature = "onnx")]
 impl Emit for WideBlock {
     fn emit(&self, g: &mut Graph, x: &str, scope: &str) -> Result<String, ModelError> {
         let pre = self.bn1.emit(g, x, &join(scope, "bn1"))?;
@@ -172,6 +174,7 @@ impl Emit for WideBlock {
     }
 }
 
+#[cfg(feature = "onnx")]
 impl Emit for WideResNet {
     fn emit(&self, g: &mut Graph, x: &str, scope: &str) -> Result<String, ModelError> {
         let mut x = self.stem.emit(g, x, &join(scope, "stem"))?;

@@ -43,7 +43,7 @@ pub mod ops;
 pub mod simd;
 
 pub use backend::{Flex, FlexDevice};
-pub use ops::conv2d_gemm::{nchw_kernels_enabled, set_nchw_kernels};
 pub use layout::Layout;
+pub use ops::nchw::{nchw_kernels_enabled, set_nchw_kernels};
 pub use qtensor::FlexQTensor;
 pub use tensor::FlexTensor;

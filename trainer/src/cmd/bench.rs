@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
-use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
-use clap::Args;
+use clap::builder::PossibleValuesParser;
+use clap::{Args, ValueEnum};
 use model::{IMAGE_SIZE, ModelConfig, ModelOptions, Normalization};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -21,9 +21,8 @@ use crate::backend::Backend;
 use crate::data::CifarSet;
 use crate::data::augment::Augment;
 use crate::data::batcher::{Batch, BatchPlan, batches};
-use crate::train::init_model;
-use crate::train::loss::Objective;
-use crate::train::optim::{self, OptimizerKind, OptimizerSpec};
+use crate::train::optim::OptimizerKind;
+use crate::train::{StepPlan, TrainConfig, Trainer, config, init_model};
 
 /// Options of `trainer bench`.
 #[derive(Args, Debug)]
@@ -56,6 +55,10 @@ pub struct BenchArgs {
     /// 5e-4) or Adam (lr 1e-3), as in `bench/pytorch_reference.py`.
     #[arg(long, value_enum, default_value_t = OptimizerKind::Sgd)]
     pub optimizer: OptimizerKind,
+    /// Time the training step of this preset instead (its optimizer, loss, lookahead, …;
+    /// the models and batch size still come from --models and --batch-size).
+    #[arg(long, value_parser = PossibleValuesParser::new(config::preset_names()))]
+    pub preset: Option<String>,
     #[command(flatten)]
     pub data: DataArg,
     /// Where the results go as CSV.
@@ -359,6 +362,40 @@ impl Feed {
     }
 }
 
+/// The training configuration of a model's row: `--preset`'s, or the reference script's
+/// SGD or Adam step, at `--batch-size`.
+fn train_config(name: &str, args: &BenchArgs) -> Result<TrainConfig> {
+    let mut layers = Vec::new();
+    if let Some(preset) = &args.preset {
+        layers.push(config::preset_layer(preset)?);
+    } else {
+        let step = match args.optimizer {
+            OptimizerKind::Adam => "optimizer = \"adam\"\nlr = 1e-3\n".to_string(),
+            other => format!(
+                "optimizer = \"{}\"\nlr = 1e-2\nmomentum = 0.9\nnesterov = {}\n\
+                 weight-decay = {}\n",
+                other
+                    .to_possible_value()
+                    .expect("no skipped variants")
+                    .get_name(),
+                other == OptimizerKind::Sgd,
+                if other == OptimizerKind::Sgd {
+                    5e-4
+                } else {
+                    0.0
+                }
+            ),
+        };
+        layers.push(("the benchmark's step".to_string(), toml::from_str(&step)?));
+    }
+    let own = format!("model = \"{name}\"\nbatch-size = {}\n", args.batch_size);
+    layers.push((
+        "--models and --batch-size".to_string(),
+        toml::from_str(&own)?,
+    ));
+    TrainConfig::layered(&layers)
+}
+
 fn train_row(
     config: &ModelConfig,
     args: &BenchArgs,
@@ -367,33 +404,17 @@ fn train_row(
     device: &Device,
 ) -> Result<BenchRow> {
     let ad_device = device.clone().autodiff();
+    let train = train_config(&config.name, args)?;
     let model = init_model(config, &ad_device, 42)?;
     let params = model.parameter_count();
-    let (kind, lr) = match args.optimizer {
-        OptimizerKind::Adam => (OptimizerKind::Adam, 1e-3),
-        other => (other, 1e-2),
+    let steps = StepPlan {
+        per_epoch: feed.train.len(),
+        total: feed.train.len(),
     };
-    let spec = OptimizerSpec {
-        kind,
-        momentum: 0.9,
-        nesterov: kind == OptimizerKind::Sgd,
-        weight_decay: if kind == OptimizerKind::Sgd {
-            5e-4
-        } else {
-            0.0
-        },
-    };
-    let mut optimizer = optim::build(&model, &spec, None, 1.0);
-    let objective = Objective::cross_entropy();
+    let mut trainer = Trainer::new(model, &train, steps, None, &ad_device);
     reset_peak_memory();
-    let mut model = Some(model);
     let times = time_steps(&feed.train, |batch| {
-        let current = model.take().expect("put back after every step");
-        let batch = batch.clone().to_device(&ad_device);
-        let logits = current.forward(batch.images);
-        let loss = objective.loss(logits, batch.targets, &current);
-        let grads = GradientsParams::from_grads(loss.backward(), &current);
-        model = Some(optimizer.step(lr, current, grads));
+        trainer.step(batch.clone());
         Ok(ad_device.sync()?)
     })?;
     Ok(

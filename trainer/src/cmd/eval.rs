@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::json;
 
@@ -109,14 +109,13 @@ fn write_files(out: &Path, name: &str, result: &Evaluation, test: &CifarSet) -> 
         &out.join("report.json"),
         serde_json::to_string_pretty(&json)?.as_bytes(),
     )?;
-    let mut csv = String::from("class,precision,recall,f1,support\n");
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    csv.write_record(["class", "precision", "recall", "f1", "support"])?;
     for (label, s) in labelled_rows(&report, classes) {
-        csv.push_str(&format!(
-            "{label},{:.6},{:.6},{:.6},{}\n",
-            s.precision, s.recall, s.f1, s.support
-        ));
+        csv.serialize((label, s.precision, s.recall, s.f1, s.support))?;
     }
-    write_atomic(&out.join("per_class.csv"), csv.as_bytes())?;
+    let csv = csv.into_inner().context("cannot write per_class.csv")?;
+    write_atomic(&out.join("per_class.csv"), &csv)?;
     write_atomic(
         &out.join("confusion.png"),
         &plot::confusion(

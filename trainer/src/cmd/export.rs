@@ -1,7 +1,7 @@
 //! `trainer export`: a checkpoint in another framework's format. `pytorch` writes a PyTorch
 //! `state_dict` (SafeTensors) that the twins of `export/torch_models.py` load with
 //! `strict=True` (see `model::pytorch`); `onnx` writes an ONNX model that takes plain pixels
-//! (see `model::onnx`).
+//! (see `model::Checkpoint::to_onnx`).
 
 use std::path::{Path, PathBuf};
 
@@ -50,7 +50,7 @@ pub fn run(args: &ExportArgs) -> Result<PathBuf> {
         ExportFormat::Pytorch => model::pytorch::state_dict(&bytes).with_context(cannot)?,
         ExportFormat::Onnx => {
             let loaded = Checkpoint::from_bytes(&bytes, &Device::flex()).with_context(cannot)?;
-            model::onnx::export(&loaded).with_context(cannot)?
+            loaded.to_onnx().with_context(cannot)?
         }
     };
     write_atomic(&out, &exported)?;

@@ -9,8 +9,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 use model::cam::{CamMethod, explain_each, overlay};
-use model::preprocess::{Framing, decode_image, square_view, to_cifar_pixels};
+use model::preprocess::{Framing, square_view, to_cifar_pixels};
 
+use super::images::{Refused, read_image};
 use crate::args::{BackendArg, CheckpointArg, OutputArg};
 use crate::io::write_atomic;
 use crate::plot::picture_grid;
@@ -66,8 +67,18 @@ pub struct Written {
     pub predicted: (String, f32),
 }
 
-/// Explains every image; fails on the first unreadable one, naming it.
-pub fn run(args: &GradcamArgs) -> Result<Vec<Written>> {
+/// The heat maps written, and the files that could not be used.
+#[derive(Debug)]
+pub struct Explained {
+    /// One per usable image, in the order given.
+    pub written: Vec<Written>,
+    /// The files that could not be read or decoded, with their reasons.
+    pub refused: Vec<Refused>,
+}
+
+/// Explains every usable image; files that cannot be read or decoded are refused with their
+/// reasons, the others still explained.
+pub fn run(args: &GradcamArgs) -> Result<Explained> {
     ensure!(
         (0.0..=1.0).contains(&args.opacity),
         "--opacity must be within 0–1"
@@ -102,10 +113,18 @@ pub fn run(args: &GradcamArgs) -> Result<Vec<Written>> {
     let out = args.checkpoint.output_dir(&args.out, "gradcam");
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut written = Vec::new();
+    let mut refused = Vec::new();
     for path in &args.images {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let image = decode_image(&bytes).with_context(|| format!("{}", path.display()))?;
+        let image = match read_image(path) {
+            Ok(image) => image,
+            Err(reason) => {
+                refused.push(Refused {
+                    path: path.clone(),
+                    reason,
+                });
+                continue;
+            }
+        };
         let input = checkpoint
             .info
             .normalization
@@ -155,7 +174,7 @@ pub fn run(args: &GradcamArgs) -> Result<Vec<Written>> {
             predicted: (classes[top].clone(), cam.probabilities[top]),
         });
     }
-    Ok(written)
+    Ok(Explained { written, refused })
 }
 
 /// What the CLI prints.

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::args::{BackendArg, CheckpointArg, DataArg, OutputArg};
@@ -55,16 +55,14 @@ pub fn run(args: &LandscapeArgs) -> Result<(Landscape, PathBuf)> {
     )?;
     let out = args.checkpoint.output_dir(&args.out, "viz");
     std::fs::create_dir_all(&out)?;
-    let mut csv = String::from("alpha,beta,loss\n");
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    csv.write_record(["alpha", "beta", "loss"])?;
     let n = land.coords.len();
     for (k, loss) in land.loss.iter().enumerate() {
-        csv.push_str(&format!(
-            "{},{},{loss}\n",
-            land.coords[k % n],
-            land.coords[k / n]
-        ));
+        csv.serialize((land.coords[k % n], land.coords[k / n], loss))?;
     }
-    write_atomic(&out.join("landscape.csv"), csv.as_bytes())?;
+    let csv = csv.into_inner().context("cannot write landscape.csv")?;
+    write_atomic(&out.join("landscape.csv"), &csv)?;
     let title = format!(
         "{}: test loss around the trained weights ({count} images, log scale)",
         checkpoint.model.config().name

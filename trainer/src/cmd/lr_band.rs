@@ -5,28 +5,24 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Result, ensure};
-use burn::optim::GradientsParams;
+use anyhow::{Context, Result, ensure};
 use burn::tensor::Device;
 use clap::Args;
 use model::{ModelConfig, ModelOptions, Normalization};
 use plotters::prelude::*;
 
-use crate::args::{BackendArg, DataArg};
 use crate::data::CifarSet;
 use crate::data::batcher::{BatchPlan, batches};
 use crate::io::write_atomic;
 use crate::plot::render;
-use crate::train::init_model;
-use crate::train::loss::Objective;
-use crate::train::optim::{self, OptimizerKind, OptimizerSpec};
+use crate::train::{StepPlan, TrainConfig, Trainer, init_model};
 
-/// Options of `trainer lr-band`.
+/// Options of `trainer lr-band`: its own, then every option of `trainer train` (the
+/// optimizer, batch size, loss, …; `--lr` is replaced by `--lrs`).
 #[derive(Args, Debug)]
+#[command(mut_arg("model", |a| a.default_value("configurable-cnn")
+    .help("A model that takes --batch-norm (configurable-cnn; see `trainer models`)")))]
 pub struct LrBandArgs {
-    /// A model that takes `--batch-norm` (configurable-cnn; see `trainer models`).
-    #[arg(short, long, default_value = "configurable-cnn")]
-    pub model: String,
     /// Learning rates, comma-separated.
     #[arg(
         long,
@@ -37,62 +33,48 @@ pub struct LrBandArgs {
     /// Training steps per learning rate.
     #[arg(long, default_value_t = 300)]
     pub steps: usize,
-    /// Optimizer.
-    #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
-    pub optimizer: OptimizerKind,
-    /// Images per step.
-    #[arg(long, default_value_t = 128)]
-    pub batch_size: usize,
-    /// Seed of the weights and the batch order (the same for every run).
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
     /// Folder for lr-band.csv and lr-band.png.
     #[arg(long, default_value = "runs/lr-band")]
     pub out: PathBuf,
+    /// The training options.
     #[command(flatten)]
-    pub data: DataArg,
-    #[command(flatten)]
-    pub backend: BackendArg,
+    pub train: TrainConfig,
 }
 
-/// The training loss of every step of one run.
+/// The training loss of every step of one run at learning rate `lr`: the same start and the
+/// same batches (in the data's order, without augmentation) for every rate.
 fn step_losses(
-    config: &ModelConfig,
+    config: &TrainConfig,
+    net: &ModelConfig,
     train: &Arc<CifarSet>,
     normalization: Normalization,
-    lr: f64,
-    args: &LrBandArgs,
+    steps: usize,
     device: &Device,
 ) -> Result<Vec<f64>> {
     let device = device.clone().autodiff();
-    let mut model = init_model(config, &device, args.seed)?;
-    let spec = OptimizerSpec {
-        kind: args.optimizer,
-        momentum: 0.9,
-        nesterov: false,
-        weight_decay: 0.0,
+    let model = init_model(net, &device, config.run.seed)?;
+    let plan = StepPlan {
+        per_epoch: StepPlan::new(train.len(), config.optim.batch_size, 1.0, true).per_epoch,
+        total: steps,
     };
-    let mut optimizer = optim::build(&model, &spec, None, 1.0);
-    let objective = Objective::cross_entropy();
-    let plan = BatchPlan {
-        batch_size: args.batch_size,
-        min_last: 2,
+    let mut trainer = Trainer::new(model, config, plan, None, &device);
+    let batch_plan = BatchPlan {
+        batch_size: config.optim.batch_size,
+        min_last: config.optim.batch_size,
         normalization,
         augment: None,
         flip_phase: None,
     };
     let order: Vec<usize> = (0..train.len()).collect();
-    let mut losses = Vec::with_capacity(args.steps);
-    while losses.len() < args.steps {
-        for batch in batches(train.clone(), order.clone(), plan.clone()) {
-            if losses.len() == args.steps {
+    let mut losses = Vec::with_capacity(steps);
+    while !trainer.finished() {
+        for batch in batches(train.clone(), order.clone(), batch_plan.clone()) {
+            if trainer.finished() {
                 break;
             }
-            let batch = batch.to_device(&device);
-            let loss = objective.loss(model.forward(batch.images), batch.targets, &model);
-            losses.push(loss.clone().into_scalar::<f32>() as f64);
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(lr, model, grads);
+            let n = batch.len() as f64;
+            let stats = trainer.step(batch);
+            losses.push(stats.loss_sum.into_scalar::<f32>() as f64 / n);
         }
     }
     Ok(losses)
@@ -117,18 +99,29 @@ pub fn run(args: &LrBandArgs) -> Result<[Vec<Vec<f64>>; 2]> {
         !args.lrs.is_empty() && args.steps >= 2,
         "need learning rates and at least 2 steps"
     );
-    let data_dir = args.data.locate()?;
+    ensure!(
+        args.lrs.iter().all(|lr| *lr > 0.0 && lr.is_finite()),
+        "--lrs must be positive numbers"
+    );
+    let data_dir = args.train.data.data_dir.locate()?;
     let train = Arc::new(CifarSet::train(&data_dir)?);
+    ensure!(
+        train.len() >= args.train.optim.batch_size,
+        "{} has {} training images, fewer than one batch of {}",
+        data_dir.display(),
+        train.len(),
+        args.train.optim.batch_size
+    );
     let normalization = Normalization::measure(&train.pixels);
-    let selected = args.backend.select()?;
+    let selected = args.train.run.backend.select()?;
     eprintln!("Backend: {}", selected.description());
     let mut all: [Vec<Vec<f64>>; 2] = [Vec::new(), Vec::new()];
     for (i, bn) in [false, true].into_iter().enumerate() {
         let options = ModelOptions {
             batch_norm: Some(bn),
-            ..Default::default()
+            ..args.train.model.options.clone()
         };
-        let config = ModelConfig::from_name(&args.model, &options)?;
+        let net = ModelConfig::from_name(&args.train.model.model, &options)?;
         for &lr in &args.lrs {
             eprintln!(
                 "{} lr {lr}",
@@ -138,26 +131,30 @@ pub fn run(args: &LrBandArgs) -> Result<[Vec<Vec<f64>>; 2]> {
                     "without BatchNorm,"
                 }
             );
+            let mut config = args.train.clone();
+            config.optim.lr = lr;
             all[i].push(step_losses(
                 &config,
+                &net,
                 &train,
                 normalization,
-                lr,
-                args,
+                args.steps,
                 &selected.device,
             )?);
         }
     }
     std::fs::create_dir_all(&args.out)?;
-    let mut csv = String::from("batch_norm,lr,step,loss\n");
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    csv.write_record(["batch_norm", "lr", "step", "loss"])?;
     for (i, runs) in all.iter().enumerate() {
         for (lr, losses) in args.lrs.iter().zip(runs) {
-            for (s, l) in losses.iter().enumerate() {
-                csv.push_str(&format!("{},{lr},{},{l}\n", i == 1, s + 1));
+            for (step, loss) in losses.iter().enumerate() {
+                csv.serialize((i == 1, lr, step + 1, loss))?;
             }
         }
     }
-    write_atomic(&args.out.join("lr-band.csv"), csv.as_bytes())?;
+    let csv = csv.into_inner().context("cannot write lr-band.csv")?;
+    write_atomic(&args.out.join("lr-band.csv"), &csv)?;
     write_atomic(&args.out.join("lr-band.png"), &plot(args, &all)?)?;
     Ok(all)
 }
@@ -176,9 +173,9 @@ fn plot(args: &LrBandArgs, all: &[Vec<Vec<f64>>; 2]) -> Result<Vec<u8>> {
             .caption(
                 format!(
                     "{}: training loss, min–max over learning rates {} ({:?})",
-                    args.model,
+                    args.train.model.model,
                     lrs.join(", "),
-                    args.optimizer
+                    args.train.optim.optimizer
                 ),
                 ("sans-serif", 18),
             )

@@ -7,6 +7,7 @@ pub mod data;
 pub mod eval;
 pub mod export;
 pub mod gradcam;
+pub mod images;
 pub mod import;
 pub mod landscape;
 pub mod lr_band;

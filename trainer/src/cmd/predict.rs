@@ -2,12 +2,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use burn::module::Module;
 use burn::tensor::activation::softmax;
 use clap::Args;
-use model::preprocess::{Framing, decode_image, to_cifar_pixels};
+use model::preprocess::{Framing, to_cifar_pixels};
 
+use super::images::{Refused, read_images};
 use crate::args::{BackendArg, CheckpointArg};
 
 /// Options of `trainer predict`.
@@ -38,15 +39,29 @@ pub struct Prediction {
     pub top: Vec<(String, f32)>,
 }
 
-/// Classifies every image; fails on the first unreadable one, naming it.
-pub fn run(args: &PredictArgs) -> Result<Vec<Prediction>> {
+/// What `predict` found: the ranked classes of every usable image, and the refused files.
+#[derive(Debug)]
+pub struct Predictions {
+    /// One per usable image, in the order given.
+    pub answered: Vec<Prediction>,
+    /// The files that could not be used, with their reasons.
+    pub refused: Vec<Refused>,
+}
+
+/// Classifies every usable image; files that cannot be read or decoded are refused with
+/// their reasons, the others still answered.
+pub fn run(args: &PredictArgs) -> Result<Predictions> {
     ensure!(args.top >= 1, "--top must be at least 1");
+    let files = read_images(&args.images);
+    if files.images.is_empty() {
+        return Ok(Predictions {
+            answered: Vec::new(),
+            refused: files.refused,
+        });
+    }
     let mut pixels = Vec::new();
-    for path in &args.images {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let image = decode_image(&bytes).with_context(|| format!("{}", path.display()))?;
-        pixels.extend(to_cifar_pixels(&image, args.framing));
+    for (_, image) in &files.images {
+        pixels.extend(to_cifar_pixels(image, args.framing));
     }
     let (checkpoint, device) = args.checkpoint.load(args.backend)?;
     let model = checkpoint.model.valid();
@@ -55,9 +70,10 @@ pub fn run(args: &PredictArgs) -> Result<Vec<Prediction>> {
         .into_data()
         .try_to_vec::<f32>()?;
     let classes = &checkpoint.info.classes;
-    Ok(args
+    let answered = files
         .images
         .iter()
+        .map(|(path, _)| path)
         .zip(probs.chunks_exact(classes.len()))
         .map(|(path, p)| {
             let mut ranked: Vec<(String, f32)> =
@@ -69,7 +85,11 @@ pub fn run(args: &PredictArgs) -> Result<Vec<Prediction>> {
                 top: ranked,
             }
         })
-        .collect())
+        .collect();
+    Ok(Predictions {
+        answered,
+        refused: files.refused,
+    })
 }
 
 /// The predictions as the CLI prints them.

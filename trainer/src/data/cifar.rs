@@ -21,6 +21,14 @@ pub const TRAIN_FILES: [&str; 5] = [
 ];
 /// The test batch file.
 pub const TEST_FILE: &str = "test_batch.bin";
+
+/// Whether `dir` holds all six batch files.
+pub fn is_complete(dir: &Path) -> bool {
+    TRAIN_FILES
+        .iter()
+        .chain([&TEST_FILE])
+        .all(|f| dir.join(f).is_file())
+}
 /// The validation batch an image folder's `val/` is cached as (CIFAR-10 itself has none).
 pub const VAL_FILE: &str = "val_batch.bin";
 /// The class names, one per line in label order (CIFAR-10's own file; image folders' caches

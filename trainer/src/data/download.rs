@@ -38,7 +38,7 @@ pub fn fetch_and_unpack(url: &str, md5_hex: &str, dest: &Path) -> Result<PathBuf
     unpack(&archive, dest)?;
     std::fs::remove_file(&archive)?;
     let dir = dest.join("cifar-10-batches-bin");
-    if !super::locate::is_complete(&dir) {
+    if !super::cifar::is_complete(&dir) {
         bail!(
             "{} did not contain cifar-10-batches-bin with all batch files",
             archive.display()

@@ -6,21 +6,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
-use super::cifar::{TEST_FILE, TRAIN_FILES};
+use super::cifar::{TEST_FILE, TRAIN_FILES, is_complete};
 use super::{download, folder};
 
 /// The environment variable that points at the data set.
 pub const ENV_VAR: &str = "CIFAR10_DIR";
 /// Where the data set lives by default, relative to the working directory.
 pub const DEFAULT_DIR: &str = "data/cifar-10-batches-bin";
-
-/// Whether `dir` holds all six batch files.
-pub fn is_complete(dir: &Path) -> bool {
-    TRAIN_FILES
-        .iter()
-        .chain([&TEST_FILE])
-        .all(|f| dir.join(f).is_file())
-}
 
 /// Accepts the batch folder itself or a folder that contains `cifar-10-batches-bin`.
 fn normalise(dir: &Path) -> PathBuf {

@@ -1,16 +1,21 @@
 //! `trainer search-report`: what a finished search says — the best trial, the distribution of
 //! scores, each option against the score (box plots for choices, scatter plots for numbers) and
 //! the correlations between numeric options and the score (seed 000's analysis), as PNG files
-//! and one HTML page.
+//! and one HTML page. It reads the study store (from any machine that reaches it), or a search
+//! folder.
 
 use std::path::PathBuf;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use clap::Args;
 use plotters::prelude::*;
 
-use super::runner::{TrialResult, read_csv};
+use super::runner::sole_study;
+use super::sampler::Sampler;
 use super::space::{Dist, SearchSpec, arg_value};
+use super::store::Storage;
+use super::table::{read_csv, write_csv};
+use super::trial::{Trial, TrialState};
 use crate::html::{csv_table, escape, picture};
 use crate::io::write_atomic;
 use crate::plot::render;
@@ -18,8 +23,83 @@ use crate::plot::render;
 /// Options of `trainer search-report`.
 #[derive(Args, Debug)]
 pub struct SearchReportArgs {
-    /// The search folder (holding search.toml and search.csv).
-    pub search: PathBuf,
+    /// A search folder (runs/<name>: its study.db, else its search.toml and search.csv), or a
+    /// study store: sqlite:PATH or postgres://user:password@host:port/database.
+    pub search: String,
+    /// The study, when the store holds several.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Where the report goes [default: the search folder; for a store, runs/<study>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// What a report is made of.
+struct Search {
+    name: String,
+    spec: SearchSpec,
+    trials: Vec<Trial>,
+    out: PathBuf,
+}
+
+/// The study that `args` names, and where its report goes (`search.csv` is written there).
+fn load(args: &SearchReportArgs) -> Result<Search> {
+    let folder = (!Storage::is_url(&args.search)).then(|| PathBuf::from(&args.search));
+    let storage = match &folder {
+        None => Some(Storage::parse(&args.search)?),
+        Some(dir) if dir.join("study.db").is_file() => Some(Storage::Sqlite(dir.join("study.db"))),
+        Some(_) => None,
+    };
+    let search = match (storage, folder) {
+        (Some(storage), folder) => {
+            let mut store = storage.open()?;
+            let name = match &args.name {
+                Some(name) => name.clone(),
+                None => sole_study(&mut store, &storage)?,
+            };
+            let study = store
+                .study(&name)
+                .with_context(|| format!("in {storage}"))?;
+            let trials = store.trials(&study)?;
+            let out = args
+                .out
+                .clone()
+                .or(folder)
+                .unwrap_or_else(|| PathBuf::from("runs").join(&name));
+            Search {
+                name,
+                spec: study.spec,
+                trials,
+                out,
+            }
+        }
+        (None, Some(dir)) => {
+            let toml = dir.join("search.toml");
+            let text = std::fs::read_to_string(&toml).with_context(|| {
+                format!(
+                    "{} is not a search folder (no study.db or search.toml)",
+                    dir.display()
+                )
+            })?;
+            let spec = SearchSpec::parse(&text).with_context(|| toml.display().to_string())?;
+            let trials = read_csv(&dir.join("search.csv"), &spec)?;
+            Search {
+                name: dir
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+                spec,
+                trials,
+                out: args.out.clone().unwrap_or(dir),
+            }
+        }
+        (None, None) => unreachable!("a store URL parses or fails above"),
+    };
+    std::fs::create_dir_all(&search.out)
+        .with_context(|| format!("cannot create {}", search.out.display()))?;
+    write_csv(&search.out.join("search.csv"), &search.spec, &search.trials)?;
+    Ok(search)
 }
 
 /// The value of a numeric option as analysed: the logarithm (base 10) for log-uniform ones.
@@ -56,7 +136,7 @@ pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
 }
 
 /// Names and values (one series per numeric option, then the score) of the successful trials.
-pub fn numeric_series(spec: &SearchSpec, ok: &[&TrialResult]) -> Vec<(String, Vec<f64>)> {
+pub fn numeric_series(spec: &SearchSpec, ok: &[&Trial]) -> Vec<(String, Vec<f64>)> {
     let mut series: Vec<(String, Vec<f64>)> = spec
         .space
         .iter()
@@ -117,7 +197,7 @@ fn histogram_png(scores: &[f64]) -> Result<Vec<u8>> {
     })
 }
 
-fn params_png(spec: &SearchSpec, ok: &[&TrialResult]) -> Result<Vec<u8>> {
+fn params_png(spec: &SearchSpec, ok: &[&Trial]) -> Result<Vec<u8>> {
     let dims: Vec<(usize, &String, &Dist)> = spec
         .space
         .iter()
@@ -250,54 +330,126 @@ fn correlation_png(series: &[(String, Vec<f64>)]) -> Result<Vec<u8>> {
     )
 }
 
-/// Writes `accuracy-histogram.png`, `params.png`, `correlation.png` and `search-report.html`
-/// into the search folder; returns the best trial and the page's path.
-pub fn report(args: &SearchReportArgs) -> Result<(TrialResult, PathBuf)> {
-    let dir = &args.search;
-    let spec = SearchSpec::parse(&std::fs::read_to_string(dir.join("search.toml"))?)?;
-    let results = read_csv(&dir.join("search.csv"), &spec)?;
-    let ok: Vec<&TrialResult> = results.iter().filter(|r| r.score.is_some()).collect();
-    ensure!(!ok.is_empty(), "{}: no trial succeeded yet", dir.display());
+/// Validation accuracy after each epoch, a line per trial (none when no trial has a
+/// validation split or recorded epochs).
+fn curves_png(trials: &[Trial]) -> Result<Option<Vec<u8>>> {
+    let lines: Vec<(usize, Vec<(f64, f64)>)> = trials
+        .iter()
+        .map(|t| {
+            let points = t
+                .epochs
+                .iter()
+                .filter_map(|m| m.val.map(|(_, acc)| (m.epoch as f64, 100.0 * acc)))
+                .collect::<Vec<_>>();
+            (t.number, points)
+        })
+        .filter(|(_, points)| !points.is_empty())
+        .collect();
+    if lines.is_empty() {
+        return Ok(None);
+    }
+    let all = lines.iter().flat_map(|(_, p)| p);
+    let last = all.clone().map(|p| p.0).fold(1.0, f64::max);
+    let (lo, hi) = all.fold((f64::MAX, f64::MIN), |(l, h), p| (l.min(p.1), h.max(p.1)));
+    let png = render((800, 500), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption("Validation accuracy of each trial", ("sans-serif", 20))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(45)
+            .build_cartesian_2d(1.0..last.max(2.0), (lo - 1.0)..(hi + 1.0))?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc("accuracy (%)")
+            .label_style(("sans-serif", 13))
+            .draw()?;
+        for (i, (number, points)) in lines.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
+                .label(format!("trial {number}"))
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 15, y)], color));
+        }
+        if lines.len() <= 12 {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()?;
+        }
+        Ok(())
+    })?;
+    Ok(Some(png))
+}
+
+/// Writes `search.csv`, `accuracy-histogram.png`, `params.png`, `correlation.png`,
+/// `curves.png` (when epochs were recorded) and `search-report.html`; returns the best trial
+/// and the page's path.
+pub fn report(args: &SearchReportArgs) -> Result<(Trial, PathBuf)> {
+    let Search {
+        name,
+        spec,
+        trials,
+        out,
+    } = load(args)?;
+    let ok: Vec<&Trial> = trials.iter().filter(|t| t.score.is_some()).collect();
+    ensure!(!ok.is_empty(), "study `{name}`: no trial succeeded yet");
     let best = (*ok
         .iter()
         .max_by(|a, b| a.score.unwrap_or(0.0).total_cmp(&b.score.unwrap_or(0.0)))
         .expect("non-empty"))
     .clone();
-    let scores: Vec<f64> = ok.iter().filter_map(|r| r.score).collect();
+    let scores: Vec<f64> = ok.iter().filter_map(|t| t.score).collect();
     let series = numeric_series(&spec, &ok);
-    let files = [
+    let mut files = vec![
         ("accuracy-histogram.png", histogram_png(&scores)?),
         ("params.png", params_png(&spec, &ok)?),
         ("correlation.png", correlation_png(&series)?),
     ];
-    for (name, png) in &files {
-        write_atomic(&dir.join(name), png)?;
+    if let Some(png) = curves_png(&trials)? {
+        files.push(("curves.png", png));
+    }
+    for (file, png) in &files {
+        write_atomic(&out.join(file), png)?;
     }
     let best_toml: String = best
         .params
         .iter()
         .map(|(k, v)| format!("{k} = {v}\n"))
         .collect();
+    let states: Vec<String> = TrialState::ALL
+        .iter()
+        .map(|&state| (state, trials.iter().filter(|t| t.state == state).count()))
+        .filter(|(_, count)| *count > 0)
+        .map(|(state, count)| format!("{count} {}", state.as_str()))
+        .collect();
+    let checkpoint = best
+        .checkpoint
+        .as_ref()
+        .map(|path| format!("<p>Its checkpoint: <code>{}</code></p>\n", escape(path)))
+        .unwrap_or_default();
     let mut body = format!(
-        "<h1>Search {}</h1>\n<p>{} trials, {} succeeded. Best: trial {} with score {:.2} % (test {:.2} %):</p>\n<pre>{}</pre>\n",
-        escape(&dir.file_name().unwrap_or_default().to_string_lossy()),
-        results.len(),
-        ok.len(),
-        best.trial,
+        "<h1>Search {}</h1>\n<p>{} of {} trials so far ({}). Best: trial {} with score {:.2} % (test {:.2} %):</p>\n<pre>{}</pre>\n{checkpoint}",
+        escape(&name),
+        trials.len(),
+        Sampler::new(&spec)?.trials(&spec),
+        states.join(", "),
+        best.number,
         100.0 * best.score.unwrap_or(0.0),
         100.0 * best.test_accuracy.unwrap_or(0.0),
         escape(&best_toml)
     );
-    for (name, _) in &files {
-        body.push_str(&picture(&dir.join(name), name.trim_end_matches(".png"))?);
+    for (file, _) in &files {
+        body.push_str(&picture(&out.join(file), file.trim_end_matches(".png"))?);
     }
-    body.push_str(&csv_table(&dir.join("search.csv"))?);
+    body.push_str(&csv_table(&out.join("search.csv"))?);
     let page = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>search report</title>\
          <style>body{{font:15px/1.45 system-ui,sans-serif;max-width:1200px;margin:1rem auto;padding:0 1rem}}img{{max-width:100%}}\
          table{{border-collapse:collapse;font-size:.85rem}}td,th{{border:1px solid #ddd;padding:.15rem .5rem}}</style></head>\n<body>\n{body}</body></html>\n"
     );
-    let path = dir.join("search-report.html");
+    let path = out.join("search-report.html");
     write_atomic(&path, page.as_bytes())?;
     Ok((best, path))
 }

@@ -1,164 +1,171 @@
-//! Runs the trials of a search, records each in `search.csv` as it ends, survives failing
-//! trials and resumes where an interrupted search stopped.
+//! `trainer search`: opens the study in its store (creating it from `--config`, or joining
+//! it), runs one worker in this process or `--workers N` worker processes, and writes
+//! `search.csv` from the store.
 
-use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use clap::Args;
+use clap::{Args, Command, FromArgMatches};
 
-use super::sampler::{Params, Sampler};
-use super::space::{Dist, SearchSpec, arg_value};
+use super::local::run_workers;
+use super::sampler::Params;
+use super::space::SearchSpec;
+use super::store::{Recovery, Storage, Store};
+use super::table::write_csv;
+use super::trial::Trial;
+use super::worker::{WorkerEnd, WorkerOptions, work};
 use crate::io::write_atomic;
-use crate::train::{self, TrainConfig, TrainJob, config};
+use crate::train::{TrainConfig, config};
 
 /// Options of `trainer search`.
-#[derive(Args, Debug)]
+#[derive(Args, Clone, Debug)]
 pub struct SearchArgs {
-    /// The search file (TOML: method, trials, epochs, [fixed], [space]).
+    /// The search file (TOML: method, trials, epochs, [fixed], [space]): creates the study, or
+    /// joins it when it exists with the same search. Without it, joins the study named by
+    /// --name (or the store's only study).
     #[arg(long)]
-    pub config: PathBuf,
-    /// Name of the search folder under --runs-dir [default: the file's name].
+    pub config: Option<PathBuf>,
+    /// The study's name, and its folder's under --runs-dir [default: the search file's name].
     #[arg(long)]
     pub name: Option<String>,
-    /// Where the search folder goes.
+    /// Where the study's folder goes, with a run folder per trial (on a cluster: a file
+    /// system every worker shares).
     #[arg(long, default_value = "runs")]
     pub runs_dir: PathBuf,
-    /// Continue an interrupted search: finished trials are kept, the rest run.
+    /// The study store: sqlite:PATH (workers on this machine) or
+    /// postgres://user:password@host:port/database (workers anywhere)
+    /// [default: sqlite:<runs-dir>/<name>/study.db].
+    #[arg(long)]
+    pub storage: Option<String>,
+    /// Worker processes to start on this machine, each training one trial at a time.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Seconds between a running trial's heartbeats.
+    #[arg(long, default_value_t = 10.0)]
+    pub heartbeat: f64,
+    /// Seconds without a heartbeat after which a trial's worker counts as dead and the
+    /// trial is queued again (give every worker of a study the same value).
+    #[arg(long, default_value_t = 60.0)]
+    pub grace: f64,
+    /// How often a trial whose worker died is queued again before it counts as failed.
+    #[arg(long, default_value_t = 2)]
+    pub retries: u32,
+    /// Only continue an existing study: refuse to start a new one.
     #[arg(long)]
     pub resume: bool,
 }
 
-/// One line of `search.csv`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TrialResult {
-    /// Trial number, from 0.
-    pub trial: usize,
-    /// `ok`, `cut` (stopped by `cut-below`), or `failed: <why>`.
-    pub status: String,
-    /// Best validation accuracy (or test accuracy without a validation split).
-    pub score: Option<f64>,
-    /// Test accuracy of the best checkpoint.
-    pub test_accuracy: Option<f64>,
-    /// Wall time of the trial.
-    pub seconds: f64,
-    /// The searched options.
-    pub params: Params,
+impl SearchArgs {
+    /// Parses the arguments of `trainer search` (without the program and subcommand names).
+    pub fn parse<S: AsRef<OsStr>>(args: &[S]) -> Result<Self> {
+        let command = Self::augment_args(Command::new("search"));
+        let argv = std::iter::once(OsStr::new("search")).chain(args.iter().map(AsRef::as_ref));
+        Ok(Self::from_arg_matches(
+            &command.try_get_matches_from(argv)?,
+        )?)
+    }
 }
 
-const FIXED_COLUMNS: [&str; 5] = ["trial", "status", "score", "test_accuracy", "seconds"];
+/// The name of the only study in `store`.
+pub fn sole_study(store: &mut Store, storage: &Storage) -> Result<String> {
+    let names = store.study_names()?;
+    match names.as_slice() {
+        [name] => Ok(name.clone()),
+        [] => bail!("{storage} holds no study yet: start one with --config FILE"),
+        _ => bail!(
+            "{storage} holds the studies {}: choose one with --name",
+            names.join(", ")
+        ),
+    }
+}
 
-/// Runs (or resumes) the search; returns every trial's result.
-pub fn run(args: &SearchArgs) -> Result<Vec<TrialResult>> {
-    let text = std::fs::read_to_string(&args.config)
-        .with_context(|| format!("cannot read {}", args.config.display()))?;
-    let spec = SearchSpec::parse(&text).with_context(|| format!("{}", args.config.display()))?;
-    let name = args.name.clone().unwrap_or_else(|| {
+/// Runs the search (or this worker's share of it) to its end; returns every trial.
+pub fn run(args: &SearchArgs) -> Result<Vec<Trial>> {
+    ensure!(
+        args.heartbeat > 0.0 && args.heartbeat.is_finite(),
+        "--heartbeat must be a positive number of seconds"
+    );
+    ensure!(
+        args.grace > args.heartbeat && args.grace.is_finite(),
+        "--grace ({} s) must be longer than --heartbeat ({} s)",
+        args.grace,
+        args.heartbeat
+    );
+    ensure!(args.workers >= 1, "--workers must be at least 1");
+    let text = match &args.config {
+        Some(file) => Some(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?,
+        ),
+        None => None,
+    };
+    let name = args.name.clone().or_else(|| {
         args.config
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "search".into())
+            .as_ref()
+            .and_then(|file| file.file_stem())
+            .map(|stem| stem.to_string_lossy().into_owned())
     });
-    let dir = args.runs_dir.join(&name);
-    let csv = dir.join("search.csv");
-    let mut done: BTreeMap<usize, TrialResult> = BTreeMap::new();
-    if args.resume {
-        ensure!(
-            csv.exists(),
-            "nothing to resume: {} does not exist",
-            csv.display()
-        );
-        let recorded = std::fs::read_to_string(dir.join("search.toml"))?;
-        ensure!(
-            SearchSpec::parse(&recorded)? == spec,
-            "{} differs from the search being resumed ({})",
-            args.config.display(),
-            dir.join("search.toml").display()
-        );
-        for result in read_csv(&csv, &spec)? {
-            done.insert(result.trial, result);
+    // Absolute, so that the run folders and checkpoints the store records name the same files
+    // from every worker and every machine that mounts them at the same place.
+    let runs_dir = std::path::absolute(&args.runs_dir)
+        .with_context(|| format!("cannot locate {}", args.runs_dir.display()))?;
+    let storage = match (&args.storage, &name) {
+        (Some(url), _) => Storage::parse(url)?,
+        (None, Some(name)) => Storage::Sqlite(runs_dir.join(name).join("study.db")),
+        (None, None) => bail!("which study? Give --config FILE, --name NAME or --storage URL"),
+    };
+    let mut store = storage.open()?;
+    let name = match name {
+        Some(name) => name,
+        None => sole_study(&mut store, &storage)?,
+    };
+    let study = match (&text, args.resume) {
+        (Some(text), false) => {
+            let (study, created) = store
+                .create_or_join(&name, text)
+                .with_context(|| format!("in {storage}"))?;
+            let verb = if created { "created" } else { "joined" };
+            eprintln!("{verb} study `{name}` in {storage}: {} trials", study.total);
+            study
         }
-    } else {
-        ensure!(
-            !dir.exists(),
-            "{} exists: choose another --name, or --resume it",
-            dir.display()
-        );
-        std::fs::create_dir_all(&dir)?;
-        write_atomic(&dir.join("search.toml"), text.as_bytes())?;
-        write_csv(&csv, &spec, &[])?;
-    }
-
-    let mut sampler = Sampler::new(&spec)?;
-    let mut results = Vec::new();
-    for k in 0..sampler.trials(&spec) {
-        let proposed = sampler.ask(k)?;
-        if let Some(result) = done.remove(&k) {
-            sampler.tell(&result.params, result.score)?;
-            results.push(result);
-            continue;
-        }
-        let result = run_trial(&spec, &dir, k, proposed);
-        sampler.tell(&result.params, result.score)?;
-        results.push(result);
-        let result = results.last().expect("just pushed");
-        write_csv(&csv, &spec, &results)?;
-        eprintln!(
-            "trial {k}: {} score {}",
-            result.status,
-            result
-                .score
-                .map(|s| format!("{:.2}%", 100.0 * s))
-                .unwrap_or("-".into())
-        );
-    }
-    Ok(results)
-}
-
-/// Trains one trial in `dir/trial-NNN`; a failure becomes a result, never an error.
-fn run_trial(spec: &SearchSpec, dir: &Path, k: usize, params: Params) -> TrialResult {
-    let start = Instant::now();
-    let trial_name = format!("trial-{k:03}");
-    // A trial interrupted last time starts again from scratch.
-    let _ = std::fs::remove_dir_all(dir.join(&trial_name));
-    let outcome = trial_config(spec, dir, k, &params, trial_name).and_then(|config| {
-        train::run(&TrainJob {
-            config,
-            resume: None,
-        })
-    });
-    let seconds = start.elapsed().as_secs_f64();
-    match outcome {
-        Ok(outcome) => {
-            let test = outcome.test.accuracy();
-            let best_val = outcome
-                .epochs
-                .iter()
-                .filter_map(|m| m.val.map(|(_, acc)| acc))
-                .fold(None, |b: Option<f64>, a| Some(b.map_or(a, |b| b.max(a))));
-            let cut = outcome
-                .stopped_early
-                .as_deref()
-                .is_some_and(|why| why.starts_with("cut"));
-            TrialResult {
-                trial: k,
-                status: if cut { "cut" } else { "ok" }.into(),
-                score: Some(best_val.unwrap_or(test)),
-                test_accuracy: Some(test),
-                seconds,
-                params,
+        (given, _) => {
+            let study = store.study(&name).with_context(|| {
+                format!("in {storage}; without --resume, --config FILE starts it")
+            })?;
+            if let Some(text) = given {
+                study.check_same(&SearchSpec::parse(text)?)?;
             }
+            study
         }
-        Err(e) => TrialResult {
-            trial: k,
-            status: format!("failed: {}", format!("{e:#}").replace('\n', "; ")),
-            score: None,
-            test_accuracy: None,
-            seconds,
-            params,
+    };
+    let dir = runs_dir.join(&study.name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    write_atomic(&dir.join("search.toml"), study.text.as_bytes())?;
+    let options = WorkerOptions {
+        runs_dir,
+        heartbeat: Duration::from_secs_f64(args.heartbeat),
+        recovery: Recovery {
+            grace: args.grace,
+            retries: args.retries,
         },
+    };
+    let end = if args.workers == 1 {
+        work(&storage, &study, &options)?
+    } else {
+        run_workers(args.workers, &storage, &study, &options)?
+    };
+    let trials = store.trials(&study)?;
+    write_csv(&dir.join("search.csv"), &study.spec, &trials)?;
+    if end == WorkerEnd::Stopped {
+        let over = trials.iter().filter(|t| t.state.is_finished()).count();
+        bail!(
+            "stopped with {over} of {} trials over; the same command continues the study",
+            study.total
+        );
     }
+    Ok(trials)
 }
 
 /// Trial `k`'s configuration: the search's fixed options, then the trial's, then its budget,
@@ -171,7 +178,7 @@ pub fn trial_config(
     name: String,
 ) -> Result<TrainConfig> {
     let mut own = toml::Table::new();
-    own.insert("epochs".into(), (spec.epochs as i64).into());
+    own.insert("epochs".into(), (spec.epochs as f64).into());
     own.insert("seed".into(), ((spec.seed + k as u64) as i64).into());
     own.insert("runs-dir".into(), dir.display().to_string().into());
     own.insert("name".into(), name.into());
@@ -192,81 +199,4 @@ pub fn trial_config(
     ));
     layers.push((format!("trial {k}'s budget and folder"), own));
     TrainConfig::layered(&layers)
-}
-
-/// Writes `search.csv` (atomically) with a row per result: the fixed columns, then one per
-/// searched option, in the space's order.
-fn write_csv(csv: &Path, spec: &SearchSpec, results: &[TrialResult]) -> Result<()> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    let mut header: Vec<String> = FIXED_COLUMNS.iter().map(|c| c.to_string()).collect();
-    header.extend(spec.space.keys().cloned());
-    writer.write_record(&header)?;
-    let opt = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
-    for r in results {
-        let mut row = vec![
-            r.trial.to_string(),
-            r.status.clone(),
-            opt(r.score),
-            opt(r.test_accuracy),
-            format!("{:.1}", r.seconds),
-        ];
-        row.extend(r.params.iter().map(|(_, value)| arg_value(value)));
-        writer.write_record(&row)?;
-    }
-    let bytes = writer.into_inner().context("cannot write the CSV")?;
-    write_atomic(csv, &bytes)
-}
-
-/// Reads `search.csv` back (the searched options typed by the space).
-pub fn read_csv(csv: &Path, spec: &SearchSpec) -> Result<Vec<TrialResult>> {
-    let at = |n: usize| format!("{} line {}", csv.display(), n + 2);
-    let mut reader =
-        csv::Reader::from_path(csv).with_context(|| format!("cannot read {}", csv.display()))?;
-    let names: Vec<&String> = spec.space.keys().collect();
-    let expected = FIXED_COLUMNS.len() + names.len();
-    let mut out = Vec::new();
-    for (n, record) in reader.records().enumerate() {
-        let cells = record.with_context(|| at(n))?;
-        ensure!(
-            cells.len() == expected,
-            "{}: {} cells, expected {expected}",
-            at(n),
-            cells.len()
-        );
-        let number = |s: &str| s.parse::<f64>().ok();
-        let params = names
-            .iter()
-            .zip(cells.iter().skip(FIXED_COLUMNS.len()))
-            .map(|(name, cell)| ((*name).clone(), typed(cell, spec.space.get(*name))))
-            .collect();
-        out.push(TrialResult {
-            trial: cells[0].parse().with_context(|| at(n))?,
-            status: cells[1].to_string(),
-            score: number(&cells[2]),
-            test_accuracy: number(&cells[3]),
-            seconds: number(&cells[4]).unwrap_or(0.0),
-            params,
-        });
-    }
-    Ok(out)
-}
-
-/// A CSV cell as the TOML value it was written from: a choice is matched against the
-/// choices (so `"512,512"` or `"64"` come back as the strings they were), other ranges are
-/// numbers.
-fn typed(cell: &str, dist: Option<&Dist>) -> toml::Value {
-    if let Some(Dist::Choices(choices)) = dist
-        && let Some(choice) = choices.iter().find(|c| arg_value(c) == cell)
-    {
-        return choice.clone();
-    }
-    if let Ok(i) = cell.parse::<i64>() {
-        toml::Value::Integer(i)
-    } else if let Ok(f) = cell.parse::<f64>() {
-        toml::Value::Float(f)
-    } else if let Ok(b) = cell.parse::<bool>() {
-        toml::Value::Boolean(b)
-    } else {
-        toml::Value::String(cell.to_string())
-    }
 }

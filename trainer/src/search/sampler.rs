@@ -148,6 +148,25 @@ impl Sampler {
     }
 }
 
+/// The options of trial `k`, given trials `0..k`: their options and, for the finished ones,
+/// their scores (`Some(None)`: failed). The sampler is replayed over them, so one worker gets
+/// exactly the sequence of asking and telling in turn, and every worker's proposal has seen
+/// every trial that has finished (TPE's model), yet never repeats a grid point.
+pub fn propose(
+    spec: &SearchSpec,
+    k: usize,
+    earlier: &[(Params, Option<Option<f64>>)],
+) -> Result<Params> {
+    let mut sampler = Sampler::new(spec)?;
+    for (j, (params, result)) in earlier.iter().enumerate().take(k) {
+        sampler.ask(j)?;
+        if let Some(score) = result {
+            sampler.tell(params, *score)?;
+        }
+    }
+    sampler.ask(k)
+}
+
 /// Where `value` lies in TPE's range for `dist` (the inverse of `decode`).
 fn encode(dist: &Dist, value: &toml::Value) -> Result<f64> {
     let number = || {

@@ -113,6 +113,42 @@ impl SearchSpec {
     }
 }
 
+impl SearchSpec {
+    /// What differs from `other`, one line per setting (`epochs is 3 in the study but 5
+    /// here`), empty when the two are the same search.
+    pub fn differences(&self, other: &SearchSpec) -> Vec<String> {
+        let mut out = Vec::new();
+        match (toml::Value::try_from(self), toml::Value::try_from(other)) {
+            (Ok(a), Ok(b)) => differ("", Some(&a), Some(&b), &mut out),
+            _ if self != other => out.push("the two searches differ".into()),
+            _ => {}
+        }
+        out
+    }
+}
+
+/// Adds to `out` where `a` and `b` differ, `path` naming the place (`space.lr`).
+fn differ(path: &str, a: Option<&toml::Value>, b: Option<&toml::Value>, out: &mut Vec<String>) {
+    if let (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) = (a, b) {
+        let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+        for key in keys {
+            let inner = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            differ(&inner, x.get(key), y.get(key), out);
+        }
+    } else if a != b {
+        let show = |v: Option<&toml::Value>| v.map_or("absent".to_string(), |v| format!("`{v}`"));
+        out.push(format!(
+            "{path} is {} in the study but {} here",
+            show(a),
+            show(b)
+        ));
+    }
+}
+
 /// An option value as a command-line argument.
 pub fn arg_value(value: &toml::Value) -> String {
     match value {

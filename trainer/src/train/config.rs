@@ -11,21 +11,22 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
+use clap::builder::PossibleValuesParser;
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Args, Command, FromArgMatches};
 use model::ModelOptions;
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
 
-use super::loss::LossKind;
+use super::loss::{LossKind, Objective};
 use super::optim::OptimizerKind;
-use super::schedule::ScheduleKind;
+use super::schedule::{Schedule, ScheduleKind};
 use crate::args::{BackendArg, DataArg};
 use crate::data::augment::Augment;
 use crate::eval::Tta;
 
 /// The presets: each reproduces one seed's headline experiment (see `trainer/presets/`).
-pub const PRESETS: [(&str, &str); 11] = [
+pub const PRESETS: [(&str, &str); 12] = [
     (
         "seed001-mlp",
         include_str!("../../presets/seed001-mlp.toml"),
@@ -64,6 +65,7 @@ pub const PRESETS: [(&str, &str); 11] = [
     ),
     ("fast", include_str!("../../presets/fast.toml")),
     ("airbench94", include_str!("../../presets/airbench94.toml")),
+    ("airbench93", include_str!("../../presets/airbench93.toml")),
 ];
 
 /// Everything a training run is made from. Its defaults are the flags' defaults.
@@ -109,12 +111,17 @@ pub struct ModelArgs {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[command(next_help_heading = "Optimisation")]
 pub struct OptimConfig {
-    /// Passes over the training split.
-    #[arg(short, long, default_value_t = 10)]
-    pub epochs: usize,
+    /// Passes over the training split; a fraction stops the last pass early (airbench94
+    /// trains 9.9: ⌈steps per epoch × 9.9⌉ steps in all).
+    #[arg(short, long, default_value_t = 10.0)]
+    pub epochs: f64,
     /// Images per mini-batch.
     #[arg(short, long, default_value_t = 128)]
     pub batch_size: usize,
+    /// Drop the last, incomplete batch of every epoch (airbench's loader); otherwise it
+    /// trains when it has at least 2 images.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub drop_last: bool,
     /// Base (peak) learning rate.
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
@@ -146,13 +153,21 @@ pub struct OptimConfig {
     #[arg(long, default_value_t = 1.0)]
     pub norm_bias_lr_scale: f64,
     /// Lookahead: every this many steps, an average of the weights and batch-norm statistics
-    /// moves towards the network and is copied back into it; the network is set to it after
-    /// each epoch (airbench's, every 5 steps). Off when unset.
+    /// moves towards the network and is copied back into it, and the network is set to it
+    /// after the last step (airbench's, every 5 steps). Off when unset.
     #[arg(long)]
     pub lookahead_every: Option<usize>,
-    /// The first epoch (1-based) of --lookahead-every.
+    /// The first epoch (1-based) of --lookahead-every: its first update starts the average.
     #[arg(long, default_value_t = 1)]
     pub lookahead_from: usize,
+    /// With --lookahead-every, also set the network to the average after every epoch's last
+    /// step (the airbench library's training loop, which airbench93 uses).
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub lookahead_epoch_end: bool,
+    /// Epochs the whitening layer's bias trains before it freezes (airbench: 3); it trains
+    /// throughout when unset. Only for networks with a whitening layer (airbench93/94).
+    #[arg(long)]
+    pub whiten_bias_epochs: Option<usize>,
 }
 
 /// `[schedule]`: the learning rate over the epochs.
@@ -240,9 +255,10 @@ pub struct DataConfig {
     #[command(flatten)]
     #[serde(default)]
     pub data_dir: DataArg,
-    /// Fraction of the training images held out for validation (0 disables validation;
-    /// the best checkpoint is then chosen by training accuracy). An image folder with a
-    /// `val/` folder is validated on that instead.
+    /// Fraction of the training images held out for validation; the run's test evaluation
+    /// uses the checkpoint with the best validation accuracy. 0 disables validation: the
+    /// final weights are tested. An image folder with a `val/` folder is validated on that
+    /// instead.
     #[arg(long, default_value_t = 0.1)]
     pub val_ratio: f64,
     /// Use only the first N training images (quick experiments).
@@ -269,6 +285,41 @@ pub struct RunConfig {
     /// Test-time augmentation of the final test evaluation (validation is without).
     #[arg(long, value_enum, default_value_t = Tta::None)]
     pub tta: Tta,
+    /// Also evaluate the test set after every epoch (without test-time augmentation), for
+    /// learning curves and time to accuracy; it never chooses the weights.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub test_each_epoch: bool,
+}
+
+// The parts of a run, built from its configuration.
+
+impl From<&TrainConfig> for Objective {
+    fn from(config: &super::TrainConfig) -> Self {
+        let loss = &config.loss;
+        Self {
+            kind: loss.loss,
+            label_smoothing: loss.label_smoothing,
+            focal_alpha: loss.focal_alpha,
+            focal_gamma: loss.focal_gamma,
+            l1: loss.l1,
+            l2: loss.l2,
+        }
+    }
+}
+
+impl From<&TrainConfig> for Schedule {
+    fn from(config: &super::TrainConfig) -> Self {
+        let schedule = &config.schedule;
+        Self {
+            kind: schedule.schedule,
+            lr: config.optim.lr,
+            epochs: config.optim.epochs,
+            step_size: schedule.step_size,
+            gamma: schedule.gamma,
+            eta_min: schedule.eta_min,
+            warmup_epochs: schedule.warmup_epochs,
+        }
+    }
 }
 
 /// The sections, by name, with the ids of their options (clap's ids: the field names).
@@ -429,6 +480,11 @@ fn merge(base: &mut Table, layer: Table) {
     }
 }
 
+/// The presets' names, in [`PRESETS`]' order.
+pub fn preset_names() -> Vec<&'static str> {
+    PRESETS.iter().map(|(name, _)| *name).collect()
+}
+
 /// The TOML text of a preset.
 pub fn preset(name: &str) -> Result<&'static str> {
     PRESETS
@@ -458,10 +514,9 @@ fn parse_table(text: &str, origin: &str) -> Result<Table> {
 pub struct TrainArgs {
     #[command(flatten)]
     pub options: TrainConfig,
-    /// Start from a preset: seed001-mlp, seed004-tiny-cnn, seed002-basic-cnn,
-    /// seed002-improved-cnn, seed002-residual-cnn, seed002-vgg-a, seed002-vgg-a-bn,
-    /// seed003-resnet18, seed003-wrn-28-10, fast. A config file and flags override it.
-    #[arg(long)]
+    /// Start from a preset (each reproduces a seed's or airbench's recipe; `trainer/presets/`);
+    /// a config file and flags override it.
+    #[arg(long, value_parser = PossibleValuesParser::new(preset_names()))]
     pub preset: Option<String>,
     /// Read options from a TOML file (keys are the option names, at the top level or in
     /// their sections); flags override it.
@@ -583,7 +638,7 @@ mod tests {
         let first: Table = toml::from_str("lr = 0.5\nepochs = 3").unwrap();
         let second: Table = toml::from_str("[optim]\nlr = 0.25").unwrap();
         let config = TrainConfig::layered(&[("a".into(), first), ("b".into(), second)]).unwrap();
-        assert_eq!((config.optim.lr, config.optim.epochs), (0.25, 3));
+        assert_eq!((config.optim.lr, config.optim.epochs), (0.25, 3.0));
 
         let wrong: Table = toml::from_str("[optim]\nlearning-rate = 1").unwrap();
         let err = TrainConfig::layered(&[("s.toml".into(), wrong)])

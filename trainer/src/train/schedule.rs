@@ -34,8 +34,8 @@ pub struct Schedule {
     pub kind: ScheduleKind,
     /// The base (peak) learning rate.
     pub lr: f64,
-    /// Epochs of the run.
-    pub epochs: usize,
+    /// Epochs of the run (a fraction ends the last one early).
+    pub epochs: f64,
     /// Epochs between decays (`step`).
     pub step_size: usize,
     /// Decay factor (`step`, `exponential`).
@@ -49,7 +49,7 @@ pub struct Schedule {
 impl Schedule {
     /// The learning rate at `epoch` (0-based, fractional: 2.5 is halfway through the third).
     pub fn lr_at(&self, epoch: f64) -> f64 {
-        let total = self.epochs.max(1) as f64;
+        let total = self.epochs.max(f64::MIN_POSITIVE);
         let whole = epoch.floor();
         let base = match self.kind {
             ScheduleKind::Constant => self.lr,
@@ -105,7 +105,7 @@ mod tests {
         Schedule {
             kind,
             lr: 0.1,
-            epochs: 10,
+            epochs: 10.0,
             step_size: 3,
             gamma: 0.5,
             eta_min: 0.001,

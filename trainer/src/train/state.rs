@@ -1,18 +1,16 @@
-//! What `--resume` needs: after every epoch the model's and optimizer's full training state
-//! is written under `state/`, then `state.json` names that epoch and holds the configuration. Every file is written
-//! atomically and `state.json` last, so a run killed at any moment resumes from the last
-//! completed epoch.
+//! What `--resume` needs: after every epoch the trainer's full state (network, optimizer,
+//! lookahead average) is written under `state/`, then `state.json` names that epoch and holds
+//! the configuration. Every file is written atomically and `state.json` last, so a run killed
+//! at any moment resumes from the last completed epoch.
 
 use anyhow::{Context, Result, bail};
-use burn::module::Module;
-use burn::optim::ModuleOptimizer;
-use burn::store::ModuleRecord;
-use burn::tensor::{Bytes, Device};
-use model::Model;
+use burn::tensor::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::TrainConfig;
 use super::run_dir::{EpochMetrics, RunDir};
+use super::stop::{Progress, StopReason};
+use super::trainer::Snapshot;
 
 /// Progress of a run, saved as `state.json`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -20,42 +18,35 @@ use super::run_dir::{EpochMetrics, RunDir};
 pub struct TrainState {
     /// Last completed epoch (0 before the first).
     pub epoch: usize,
-    /// Best validation (or training) accuracy so far.
-    pub best_score: Option<f64>,
-    /// Epoch of the best score.
-    pub best_epoch: usize,
-    /// Epochs since the last improvement by at least `min_delta`.
-    pub stale_epochs: usize,
+    /// The best validation accuracy so far, for the best checkpoint and early stopping.
+    pub progress: Progress,
     /// Why the run stopped early, if it did.
-    pub stopped_early: Option<String>,
+    pub stopped_early: Option<StopReason>,
     /// Metrics of every completed epoch.
     pub history: Vec<EpochMetrics>,
     /// The configuration the saved epoch was trained with: what `--resume` continues from
-    /// (`config.toml` beside it is the readable copy). Absent in runs of older builds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// (`config.toml` beside it is the readable copy).
     pub config: Option<TrainConfig>,
 }
 
-fn model_file(epoch: usize) -> String {
-    format!("state/epoch-{epoch}.model.bpk")
-}
-
-fn optimizer_file(epoch: usize) -> String {
-    format!("state/epoch-{epoch}.optim.bpk")
+fn state_file(epoch: usize, part: &str) -> String {
+    format!("state/epoch-{epoch}.{part}.bpk")
 }
 
 impl TrainState {
-    /// Writes the model and optimizer state of `self.epoch`, then `state.json`, then removes
-    /// older state files.
-    pub fn save(&self, run: &RunDir, model: &Model, optimizer: &ModuleOptimizer) -> Result<()> {
+    /// Writes `snapshot` as the state of `self.epoch`, then `state.json`, then removes older
+    /// state files.
+    pub fn save(&self, run: &RunDir, snapshot: &Snapshot) -> Result<()> {
         std::fs::create_dir_all(run.file("state"))?;
-        let model_bytes = model.clone().into_record().into_bytes()?;
-        run.write(&model_file(self.epoch), &model_bytes)?;
-        run.write(&optimizer_file(self.epoch), &optimizer.into_bytes()?)?;
+        run.write(&state_file(self.epoch, "model"), &snapshot.model)?;
+        run.write(&state_file(self.epoch, "optim"), &snapshot.optimizer)?;
+        if let Some(average) = &snapshot.average {
+            run.write(&state_file(self.epoch, "average"), average)?;
+        }
         run.write("state.json", serde_json::to_string_pretty(self)?.as_bytes())?;
+        let current = format!("epoch-{}.", self.epoch);
         for entry in std::fs::read_dir(run.file("state"))? {
             let name = entry?.file_name().to_string_lossy().to_string();
-            let current = format!("epoch-{}.", self.epoch);
             if !name.starts_with(&current) {
                 let _ = std::fs::remove_file(run.file("state").join(name));
             }
@@ -73,40 +64,40 @@ impl TrainState {
                 path.display()
             )
         })?;
-        serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))
+        let state: Self = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is damaged or was written by another version of the trainer",
+                path.display()
+            )
+        })?;
+        if state.history.len() != state.epoch {
+            bail!(
+                "state.json of {} is inconsistent: {} epochs of metrics for epoch {}",
+                run.path.display(),
+                state.history.len(),
+                state.epoch
+            );
+        }
+        Ok(state)
     }
 
-    /// Puts the saved weights and optimizer state into `model` and `optimizer`.
-    pub fn restore(
-        &self,
-        run: &RunDir,
-        model: Model,
-        optimizer: ModuleOptimizer,
-        device: &Device,
-    ) -> Result<(Model, ModuleOptimizer)> {
-        let read = |file: String| -> Result<Bytes> {
-            let path = run.file(&file);
+    /// The trainer's state saved for `self.epoch`.
+    pub fn snapshot(&self, run: &RunDir) -> Result<Snapshot> {
+        let read = |part: &str| -> Result<Bytes> {
+            let path = run.file(&state_file(self.epoch, part));
             let bytes =
                 std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
             Ok(Bytes::from_bytes_vec(bytes))
         };
-        let record = ModuleRecord::from_bytes(read(model_file(self.epoch))?)?;
-        let model = model.try_load_record(record).with_context(|| {
-            format!(
-                "the saved state in {} does not fit this model",
-                run.path.display()
-            )
-        })?;
-        let model = model.fork(device);
-        let optimizer = optimizer.from_bytes(read(optimizer_file(self.epoch))?)?;
-        if self.history.len() != self.epoch {
-            bail!(
-                "state.json of {} is inconsistent: {} epochs of metrics for epoch {}",
-                run.path.display(),
-                self.history.len(),
-                self.epoch
-            );
-        }
-        Ok((model, optimizer))
+        let average = run.file(&state_file(self.epoch, "average"));
+        Ok(Snapshot {
+            model: read("model")?,
+            optimizer: read("optim")?,
+            average: if average.is_file() {
+                Some(read("average")?)
+            } else {
+                None
+            },
+        })
     }
 }

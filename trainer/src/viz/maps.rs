@@ -9,7 +9,7 @@ use model::cam::{CamMethod, argmax, explain, heat_color, overlay};
 use model::preprocess::{channel_major, rgb_picture};
 use model::{IMAGE_SIZE, Model, Normalization};
 
-use super::{gray_tile, to_bytes};
+use super::tiles::{gray_tile, to_bytes};
 use crate::plot::image_grid;
 
 /// Feature maps shown per layer.

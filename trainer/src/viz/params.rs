@@ -5,7 +5,7 @@ use burn::store::ModuleSnapshot;
 use model::Model;
 use plotters::prelude::*;
 
-use super::{gray_tile, to_bytes};
+use super::tiles::{gray_tile, to_bytes};
 use crate::plot::{image_grid, render};
 
 /// One trainable tensor of a model.

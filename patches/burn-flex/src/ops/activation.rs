@@ -16,13 +16,13 @@ use num_traits::Float;
 use num_traits::ToPrimitive;
 
 use crate::ops::binary::binary_op;
-use crate::ops::relu_parallel;
+use crate::ops::nchw;
 use crate::ops::unary::unary_op;
 use crate::{Flex, FlexTensor, Layout};
 
 impl ActivationOps<Flex> for Flex {
     fn relu(tensor: FloatTensor<Flex>) -> FloatTensor<Flex> {
-        let tensor = match relu_parallel::forward(tensor) {
+        let tensor = match nchw::relu(tensor) {
             Ok(y) => return y,
             Err(tensor) => tensor,
         };
@@ -38,7 +38,7 @@ impl ActivationOps<Flex> for Flex {
     }
 
     fn relu_backward(output: FloatTensor<Flex>, grad: FloatTensor<Flex>) -> FloatTensor<Flex> {
-        let grad = match relu_parallel::backward(&output, grad) {
+        let grad = match nchw::relu_backward(&output, grad) {
             Ok(x_grad) => return x_grad,
             Err(grad) => grad,
         };

@@ -90,7 +90,6 @@ pub(crate) fn float_storage_as_f32(tensor: &FlexTensor) -> Cow<'_, [f32]> {
 
 pub mod activation;
 pub mod attention;
-pub mod batch_norm;
 pub mod binary;
 mod bool;
 pub mod cat;
@@ -98,7 +97,6 @@ pub mod comparison;
 #[macro_use]
 mod conv_common;
 pub mod conv;
-pub mod conv2d_gemm;
 pub mod conv_transpose;
 pub mod cumulative;
 pub mod deform_conv;
@@ -113,12 +111,11 @@ mod int;
 pub mod interpolate;
 pub mod mask;
 pub mod matmul;
-mod max_pool2d_nchw;
 mod module;
+pub(crate) mod nchw;
 pub mod pool;
 mod qtensor;
 pub mod reduce;
-mod relu_parallel;
 pub mod repeat_dim;
 pub mod slice;
 pub mod sort;

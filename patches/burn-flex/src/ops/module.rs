@@ -2,15 +2,16 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
-use crate::ops::max_pool2d_nchw::{self, MaxPool2dOptions};
-use crate::ops::{batch_norm, conv, conv2d_gemm, conv_transpose, deform_conv, interpolate, pool};
+use crate::ops::nchw::{self, MaxPool2dOptions};
+use crate::ops::{conv, conv_transpose, deform_conv, interpolate, pool};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
     ops::{
-        AttentionModuleOptions, BatchNormTrain, BatchNormTrainBackward, ConvOptions, ConvTransposeOptions, DeformConv2dBackward,
-        DeformConvOptions, FloatTensorOps, IntTensorOps, InterpolateMode, InterpolateOptions,
-        MaxPool2dBackward, MaxPool2dWithIndices, ModuleOps,
+        AttentionModuleOptions, BatchNormTrain, BatchNormTrainBackward, ConvOptions,
+        ConvTransposeOptions, DeformConv2dBackward, DeformConvOptions, FloatTensorOps,
+        IntTensorOps, InterpolateMode, InterpolateOptions, MaxPool2dBackward, MaxPool2dWithIndices,
+        ModuleOps,
         conv::{calculate_padding_out, pad_asymmetric_conv_input},
     },
     tensor::{BoolTensor, FloatTensor, IntTensor},
@@ -67,7 +68,7 @@ impl ModuleOps<Flex> for Flex {
         bias: Option<FloatTensor<Flex>>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
-        if let Some(y) = conv2d_gemm::forward(&x, &weight, bias.as_ref(), &options) {
+        if let Some(y) = nchw::conv2d(&x, &weight, bias.as_ref(), &options) {
             return y;
         }
         let (x, options) = pad_asymmetric_conv_input::<Flex, 2>(x, options);
@@ -88,7 +89,7 @@ impl ModuleOps<Flex> for Flex {
         variance: FloatTensor<Flex>,
         epsilon: f64,
     ) -> FloatTensor<Flex> {
-        if let Some(y) = batch_norm::inference(&x, &gamma, &beta, &mean, &variance, epsilon) {
+        if let Some(y) = nchw::batch_norm(&x, &gamma, &beta, &mean, &variance, epsilon) {
             return y;
         }
         // Burn's default, from tensor operations.
@@ -97,7 +98,10 @@ impl ModuleOps<Flex> for Flex {
         let per_channel = Shape::from(per_channel);
         let [gamma, beta, mean, variance] =
             [gamma, beta, mean, variance].map(|t| Self::float_reshape(t, per_channel.clone()));
-        let std = Self::float_sqrt(Self::float_add_scalar(variance, burn_backend::Scalar::Float(epsilon)));
+        let std = Self::float_sqrt(Self::float_add_scalar(
+            variance,
+            burn_backend::Scalar::Float(epsilon),
+        ));
         let normalized = Self::float_div(Self::float_sub(x, mean), std);
         Self::float_add(Self::float_mul(normalized, gamma), beta)
     }
@@ -108,7 +112,7 @@ impl ModuleOps<Flex> for Flex {
         beta: FloatTensor<Flex>,
         epsilon: f64,
     ) -> BatchNormTrain<Flex> {
-        if let Some((output, mean, variance)) = batch_norm::train(&x, &gamma, &beta, epsilon) {
+        if let Some((output, mean, variance)) = nchw::batch_norm_train(&x, &gamma, &beta, epsilon) {
             return BatchNormTrain::new(output, mean, variance);
         }
         // Burn's default: statistics through a transposed copy, then `batch_norm`.
@@ -141,7 +145,7 @@ impl ModuleOps<Flex> for Flex {
         output_grad: FloatTensor<Flex>,
     ) -> BatchNormTrainBackward<Flex> {
         if let Some((x_grad, gamma_grad, beta_grad)) =
-            batch_norm::backward(&x, &gamma, &mean, &variance, epsilon, &output_grad)
+            nchw::batch_norm_train_backward(&x, &gamma, &mean, &variance, epsilon, &output_grad)
         {
             return BatchNormTrainBackward::new(x_grad, gamma_grad, beta_grad);
         }
@@ -195,7 +199,7 @@ impl ModuleOps<Flex> for Flex {
         output_grad: FloatTensor<Flex>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
-        if let Some(dx) = conv2d_gemm::data_grad(&x, &weight, &output_grad, &options) {
+        if let Some(dx) = nchw::conv2d_x_backward(&x, &weight, &output_grad, &options) {
             return dx;
         }
         // Burn's default: the transposed convolution of the output gradient.
@@ -227,7 +231,7 @@ impl ModuleOps<Flex> for Flex {
         output_grad: FloatTensor<Flex>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
-        if let Some(dw) = conv2d_gemm::weight_grad(&x, &weight, &output_grad, &options) {
+        if let Some(dw) = nchw::conv2d_weight_backward(&x, &weight, &output_grad, &options) {
             return dw;
         }
         // Burn's default: a convolution with batch and channels swapped.
@@ -244,7 +248,8 @@ impl ModuleOps<Flex> for Flex {
         if grad.shape() == weight_shape {
             return grad;
         }
-        let slices: alloc::vec::Vec<Slice> = weight_shape.iter().map(|&d| Slice::from(0..d)).collect();
+        let slices: alloc::vec::Vec<Slice> =
+            weight_shape.iter().map(|&d| Slice::from(0..d)).collect();
         Self::float_slice(grad, &slices)
     }
 
@@ -254,7 +259,7 @@ impl ModuleOps<Flex> for Flex {
         output_grad: FloatTensor<Flex>,
     ) -> FloatTensor<Flex> {
         let _ = x;
-        if let Some(db) = conv2d_gemm::bias_grad(&bias, &output_grad) {
+        if let Some(db) = nchw::conv2d_bias_backward(&bias, &output_grad) {
             return db;
         }
         // Burn's default: sum over batch and positions through a transposed copy.
@@ -648,7 +653,7 @@ impl ModuleOps<Flex> for Flex {
         ceil_mode: bool,
     ) -> FloatTensor<Flex> {
         let options = MaxPool2dOptions::new(kernel_size, stride, padding, dilation, ceil_mode);
-        if let Some(y) = max_pool2d_nchw::forward(&x, &options) {
+        if let Some(y) = nchw::max_pool2d(&x, &options) {
             return y;
         }
         match x.dtype() {
@@ -678,45 +683,44 @@ impl ModuleOps<Flex> for Flex {
         indices_dtype: IntDType,
     ) -> MaxPool2dWithIndices<Flex> {
         let options = MaxPool2dOptions::new(kernel_size, stride, padding, dilation, ceil_mode);
-        let fast = max_pool2d_nchw::forward_with_indices(&x, &options);
-        let (output, mut indices) = if let Some(pooled) = fast {
-            pooled
-        } else {
-            match x.dtype() {
-                DType::F32 => pool::max_pool2d_with_indices_f32(
-                    x,
-                    kernel_size,
-                    stride,
-                    padding,
-                    dilation,
-                    ceil_mode,
-                ),
-                DType::F64 => pool::max_pool2d_with_indices_f64(
-                    x,
-                    kernel_size,
-                    stride,
-                    padding,
-                    dilation,
-                    ceil_mode,
-                ),
-                DType::F16 => pool::max_pool2d_with_indices_f16(
-                    x,
-                    kernel_size,
-                    stride,
-                    padding,
-                    dilation,
-                    ceil_mode,
-                ),
-                DType::BF16 => pool::max_pool2d_with_indices_bf16(
-                    x,
-                    kernel_size,
-                    stride,
-                    padding,
-                    dilation,
-                    ceil_mode,
-                ),
-                dtype => panic!("max_pool2d_with_indices: unsupported dtype {:?}", dtype),
-            }
+        if let Some((output, indices)) = nchw::max_pool2d_with_indices(&x, &options, indices_dtype)
+        {
+            return MaxPool2dWithIndices::new(output, indices);
+        }
+        let (output, mut indices) = match x.dtype() {
+            DType::F32 => pool::max_pool2d_with_indices_f32(
+                x,
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                ceil_mode,
+            ),
+            DType::F64 => pool::max_pool2d_with_indices_f64(
+                x,
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                ceil_mode,
+            ),
+            DType::F16 => pool::max_pool2d_with_indices_f16(
+                x,
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                ceil_mode,
+            ),
+            DType::BF16 => pool::max_pool2d_with_indices_bf16(
+                x,
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                ceil_mode,
+            ),
+            dtype => panic!("max_pool2d_with_indices: unsupported dtype {:?}", dtype),
         };
         if indices.dtype() != DType::from(indices_dtype) {
             indices = Flex::int_cast(indices, indices_dtype);
@@ -734,7 +738,7 @@ impl ModuleOps<Flex> for Flex {
         output_grad: FloatTensor<Flex>,
         indices: IntTensor<Flex>,
     ) -> MaxPool2dBackward<Flex> {
-        if let Some(x_grad) = max_pool2d_nchw::backward(&x, &output_grad, &indices) {
+        if let Some(x_grad) = nchw::max_pool2d_backward(&x, &output_grad, &indices) {
             return MaxPool2dBackward::new(x_grad);
         }
         let x_grad = match x.dtype() {

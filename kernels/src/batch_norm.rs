@@ -10,34 +10,51 @@
 //! statistics are reduced in place and only the output is written.
 //!
 //! The input is `[batch, channels, ...]` of any rank ≥ 2; the variance is the biased one, as
-//! in Burn's default. f32 and f64 are computed natively, f16 and bf16 in f32.
+//! in Burn's default. f32 and f64 are computed natively.
 
-use alloc::vec;
 use alloc::vec::Vec;
-use burn_backend::DType;
-use num_traits::Float;
 
-use super::conv2d_gemm::{Scalar, nchw_kernels_enabled, uninit_vec, with_elements};
-use crate::FlexTensor;
+use crate::{Scalar, per_channel, uninit_vec};
 
-/// Sizes of the input seen as `[batch, channels, spatial]`.
-#[derive(Clone, Copy, Debug)]
-struct Dims {
-    batch: usize,
-    channels: usize,
-    spatial: usize,
+/// Sizes of a batch norm's input seen as `[batch, channels, spatial]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchNormDims {
+    /// Images.
+    pub batch: usize,
+    /// Channels, each with its own statistics, scale and shift.
+    pub channels: usize,
+    /// Elements of one channel of one image (the product of the dimensions after the second).
+    pub spatial: usize,
 }
 
-impl Dims {
-    fn of(x: &FlexTensor) -> Self {
-        let shape = x.layout().shape();
+impl BatchNormDims {
+    /// The sizes of an input of shape `[batch, channels, ...]` (rank ≥ 2).
+    ///
+    /// # Panics
+    /// If `shape` has fewer than two dimensions.
+    pub fn of_shape(shape: &[usize]) -> Self {
+        assert!(
+            shape.len() >= 2,
+            "batch norm: input of rank {} < 2",
+            shape.len()
+        );
         let (batch, channels) = (shape[0], shape[1]);
-        let spatial = shape.num_elements() / (batch * channels).max(1);
+        let spatial = shape.iter().product::<usize>() / (batch * channels).max(1);
         Self {
             batch,
             channels,
             spatial,
         }
+    }
+
+    /// Checks the lengths of an input (or output gradient) and of per-channel vectors.
+    fn check<T>(&self, what: &str, x: &[&[T]], per_channel: &[&[T]]) {
+        let len = self.batch * self.image();
+        assert!(x.iter().all(|x| x.len() == len), "{what}: input length");
+        assert!(
+            per_channel.iter().all(|v| v.len() == self.channels),
+            "{what}: per-channel length"
+        );
     }
 
     /// Samples per channel.
@@ -47,26 +64,6 @@ impl Dims {
 
     fn image(&self) -> usize {
         self.channels * self.spatial
-    }
-}
-
-/// Whether these kernels take a batch norm of `x`.
-fn applies(x: &FlexTensor) -> bool {
-    nchw_kernels_enabled()
-        && x.layout().shape().num_dims() >= 2
-        && matches!(x.dtype(), DType::F32 | DType::F64 | DType::F16 | DType::BF16)
-}
-
-/// `f(c)` for every channel, in parallel where rayon is on.
-pub(super) fn per_channel<T: Send>(channels: usize, f: impl Fn(usize) -> T + Send + Sync) -> Vec<T> {
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        (0..channels).into_par_iter().map(f).collect()
-    }
-    #[cfg(not(feature = "rayon"))]
-    {
-        (0..channels).map(f).collect()
     }
 }
 
@@ -91,15 +88,15 @@ fn per_image<T: Scalar>(out: &mut [T], image: usize, f: impl Fn(usize, &mut [T])
 }
 
 /// The `spatial`-long planes of channel `c` across the batch.
-fn planes<T>(data: &[T], d: Dims, c: usize) -> impl Iterator<Item = &[T]> {
+fn planes<T>(data: &[T], d: BatchNormDims, c: usize) -> impl Iterator<Item = &[T]> {
     (0..d.batch).map(move |b| &data[(b * d.channels + c) * d.spatial..][..d.spatial])
 }
 
-fn to_f64<T: Float>(v: T) -> f64 {
+fn to_f64<T: Scalar>(v: T) -> f64 {
     v.to_f64().unwrap_or(f64::NAN)
 }
 
-fn from_f64<T: Float>(v: f64) -> T {
+fn from_f64<T: Scalar>(v: f64) -> T {
     T::from(v).unwrap_or_else(T::nan)
 }
 
@@ -108,7 +105,7 @@ fn from_f64<T: Float>(v: f64) -> T {
 const LANES: usize = 8;
 
 /// `(Σ a, Σ a · b)` over two equally long slices, in f64.
-fn sums<T: Float>(a: &[T], b: &[T]) -> (f64, f64) {
+fn sums<T: Scalar>(a: &[T], b: &[T]) -> (f64, f64) {
     let mut s = [0f64; LANES];
     let mut p = [0f64; LANES];
     let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
@@ -130,7 +127,7 @@ fn sums<T: Float>(a: &[T], b: &[T]) -> (f64, f64) {
 
 /// Per-channel mean and biased variance, from `Σx` and `Σx²` accumulated in f64 (exact enough
 /// unless the mean is many orders of magnitude above the spread).
-fn statistics<T: Scalar + Float>(x: &[T], d: Dims) -> (Vec<T>, Vec<T>) {
+fn statistics<T: Scalar>(x: &[T], d: BatchNormDims) -> (Vec<T>, Vec<T>) {
     let n = d.samples().max(1) as f64;
     per_channel(d.channels, |c| {
         let (sum, sum_sq) = planes(x, d, c)
@@ -145,7 +142,7 @@ fn statistics<T: Scalar + Float>(x: &[T], d: Dims) -> (Vec<T>, Vec<T>) {
 }
 
 /// `y = x · scale[c] + shift[c]`.
-fn affine<T: Scalar + Float>(x: &[T], scale: &[T], shift: &[T], d: Dims) -> Vec<T> {
+fn affine<T: Scalar>(x: &[T], scale: &[T], shift: &[T], d: BatchNormDims) -> Vec<T> {
     // Every element is written below.
     let mut y = uninit_vec(x.len());
     per_image(&mut y, d.image(), |b, y_b| {
@@ -165,7 +162,7 @@ fn affine<T: Scalar + Float>(x: &[T], scale: &[T], shift: &[T], d: Dims) -> Vec<
 }
 
 /// `scale = γ / √(var + ε)` and `shift = β − mean · scale`.
-fn scale_shift<T: Scalar + Float>(
+fn scale_shift<T: Scalar>(
     gamma: &[T],
     beta: &[T],
     mean: &[T],
@@ -181,28 +178,55 @@ fn scale_shift<T: Scalar + Float>(
         .unzip()
 }
 
-fn train_slices<T: Scalar + Float>(
+/// Batch norm with the batch's own statistics: `(y, mean, variance)`, with
+/// `y = γ · (x − mean) / √(variance + ε) + β` per channel, and the batch's per-channel mean
+/// and biased variance (for the backward pass and the running statistics).
+///
+/// # Panics
+/// If `x` does not hold `d`'s elements or `gamma` and `beta` one per channel.
+pub fn batch_norm_train<T: Scalar>(
     x: &[T],
     gamma: &[T],
     beta: &[T],
     epsilon: f64,
-    d: Dims,
+    d: BatchNormDims,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
+    d.check("batch_norm_train", &[x], &[gamma, beta]);
     let (mean, var) = statistics(x, d);
     let (scale, shift) = scale_shift(gamma, beta, &mean, &var, epsilon);
     (affine(x, &scale, &shift, d), mean, var)
 }
 
-/// Gradients for `x`, `γ` and `β`.
-fn backward_slices<T: Scalar + Float>(
+/// Batch norm with given statistics (inference): `y = γ · (x − mean) / √(variance + ε) + β`
+/// per channel, as one fused `x · scale + shift`.
+///
+/// # Panics
+/// If `x` does not hold `d`'s elements or a per-channel vector one element per channel.
+pub fn batch_norm_inference<T: Scalar>(
     x: &[T],
-    gamma: &[T],
-    mean: &[T],
-    var: &[T],
+    [gamma, beta, mean, var]: [&[T]; 4],
+    epsilon: f64,
+    d: BatchNormDims,
+) -> Vec<T> {
+    d.check("batch_norm_inference", &[x], &[gamma, beta, mean, var]);
+    let (scale, shift) = scale_shift(gamma, beta, mean, var, epsilon);
+    affine(x, &scale, &shift, d)
+}
+
+/// The gradients of [`batch_norm_train`] for `x`, `γ` and `β`, from the input `x`, `γ`, the
+/// batch statistics it returned and the output gradient `dy`.
+///
+/// # Panics
+/// If `x` or `dy` does not hold `d`'s elements or a per-channel vector one element per
+/// channel.
+pub fn batch_norm_backward<T: Scalar>(
+    x: &[T],
+    [gamma, mean, var]: [&[T]; 3],
     epsilon: f64,
     dy: &[T],
-    d: Dims,
+    d: BatchNormDims,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
+    d.check("batch_norm_backward", &[x, dy], &[gamma, mean, var]);
     let eps = T::from(epsilon).expect("epsilon fits");
     let n = T::from(d.samples().max(1)).expect("sample count fits");
     let inv_std: Vec<T> = var.iter().map(|&v| (v + eps).sqrt().recip()).collect();
@@ -213,7 +237,10 @@ fn backward_slices<T: Scalar + Float>(
             .map(|(g, x)| sums(g, x))
             .fold((0.0, 0.0), |(a, b), (s, p)| (a + s, b + p));
         let (mean, inv) = (to_f64(mean[c]), to_f64(inv_std[c]));
-        (from_f64::<T>(sum), from_f64::<T>((sum_x - mean * sum) * inv))
+        (
+            from_f64::<T>(sum),
+            from_f64::<T>((sum_x - mean * sum) * inv),
+        )
     })
     .into_iter()
     .unzip();
@@ -235,106 +262,6 @@ fn backward_slices<T: Scalar + Float>(
     (dx, gamma_grad, beta_grad)
 }
 
-/// The tensors [`train`] returns: output, batch mean and biased batch variance.
-pub(crate) type TrainOutput = (FlexTensor, FlexTensor, FlexTensor);
-
-/// Batch norm with the batch's own statistics, or `None` when these kernels are off.
-pub(crate) fn train(
-    x: &FlexTensor,
-    gamma: &FlexTensor,
-    beta: &FlexTensor,
-    epsilon: f64,
-) -> Option<TrainOutput> {
-    if !applies(x) {
-        return None;
-    }
-    let d = Dims::of(x);
-    let shape = x.layout().shape().to_vec();
-    let mut parts = with_elements(
-        &[x, gamma, beta],
-        x.dtype(),
-        &[shape, vec![d.channels], vec![d.channels]],
-        |s| {
-            let (y, m, v) = train_slices(s[0], s[1], s[2], epsilon, d);
-            vec![y, m, v]
-        },
-        |s| {
-            let (y, m, v) = train_slices(s[0], s[1], s[2], epsilon, d);
-            vec![y, m, v]
-        },
-    );
-    let variance = parts.pop()?;
-    let mean = parts.pop()?;
-    Some((parts.pop()?, mean, variance))
-}
-
-/// Batch norm with given statistics (inference), or `None` when these kernels are off.
-pub(crate) fn inference(
-    x: &FlexTensor,
-    gamma: &FlexTensor,
-    beta: &FlexTensor,
-    mean: &FlexTensor,
-    variance: &FlexTensor,
-    epsilon: f64,
-) -> Option<FlexTensor> {
-    if !applies(x) {
-        return None;
-    }
-    let d = Dims::of(x);
-    let shape = x.layout().shape().to_vec();
-    let run = |s: &[&[f32]]| {
-        let (scale, shift) = scale_shift(s[1], s[2], s[3], s[4], epsilon);
-        vec![affine(s[0], &scale, &shift, d)]
-    };
-    let run64 = |s: &[&[f64]]| {
-        let (scale, shift) = scale_shift(s[1], s[2], s[3], s[4], epsilon);
-        vec![affine(s[0], &scale, &shift, d)]
-    };
-    with_elements(
-        &[x, gamma, beta, mean, variance],
-        x.dtype(),
-        &[shape],
-        run,
-        run64,
-    )
-    .pop()
-}
-
-/// The tensors [`backward`] returns: gradients for `x`, `γ` and `β`.
-pub(crate) type BackwardOutput = (FlexTensor, FlexTensor, FlexTensor);
-
-/// Gradients of [`train`], or `None` when these kernels are off.
-pub(crate) fn backward(
-    x: &FlexTensor,
-    gamma: &FlexTensor,
-    mean: &FlexTensor,
-    variance: &FlexTensor,
-    epsilon: f64,
-    output_grad: &FlexTensor,
-) -> Option<BackwardOutput> {
-    if !applies(x) {
-        return None;
-    }
-    let d = Dims::of(x);
-    let shape = x.layout().shape().to_vec();
-    let mut parts = with_elements(
-        &[x, gamma, mean, variance, output_grad],
-        x.dtype(),
-        &[shape, vec![d.channels], vec![d.channels]],
-        |s| {
-            let (dx, dg, db) = backward_slices(s[0], s[1], s[2], s[3], epsilon, s[4], d);
-            vec![dx, dg, db]
-        },
-        |s| {
-            let (dx, dg, db) = backward_slices(s[0], s[1], s[2], s[3], epsilon, s[4], d);
-            vec![dx, dg, db]
-        },
-    );
-    let beta_grad = parts.pop()?;
-    let gamma_grad = parts.pop()?;
-    Some((parts.pop()?, gamma_grad, beta_grad))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,7 +278,7 @@ mod tests {
             .collect()
     }
 
-    const DIMS: Dims = Dims {
+    const DIMS: BatchNormDims = BatchNormDims {
         batch: 3,
         channels: 4,
         spatial: 5,
@@ -359,7 +286,7 @@ mod tests {
 
     /// The loss `L = Σ y · r` for a fixed `r`, as a function of `x`, `γ`, `β`.
     fn loss(x: &[f64], gamma: &[f64], beta: &[f64], r: &[f64]) -> f64 {
-        let (y, _, _) = train_slices(x, gamma, beta, 1e-5, DIMS);
+        let (y, _, _) = batch_norm_train(x, gamma, beta, 1e-5, DIMS);
         y.iter().zip(r).map(|(y, r)| y * r).sum()
     }
 
@@ -368,7 +295,7 @@ mod tests {
         let x = values(60, 1);
         let gamma = [1.0, 2.0, 0.5, 1.0];
         let beta = [0.0, 1.0, -1.0, 3.0];
-        let (y, mean, var) = train_slices(&x, &gamma, &beta, 0.0, DIMS);
+        let (y, mean, var) = batch_norm_train(&x, &gamma, &beta, 0.0, DIMS);
         for c in 0..4 {
             let xs: Vec<f64> = planes(&x, DIMS, c).flatten().copied().collect();
             let m = xs.iter().sum::<f64>() / 15.0;
@@ -388,8 +315,8 @@ mod tests {
         let gamma = values(4, 3);
         let beta = values(4, 4);
         let r = values(60, 5);
-        let (_, mean, var) = train_slices(&x, &gamma, &beta, 1e-5, DIMS);
-        let (dx, dgamma, dbeta) = backward_slices(&x, &gamma, &mean, &var, 1e-5, &r, DIMS);
+        let (_, mean, var) = batch_norm_train(&x, &gamma, &beta, 1e-5, DIMS);
+        let (dx, dgamma, dbeta) = batch_norm_backward(&x, [&gamma, &mean, &var], 1e-5, &r, DIMS);
         let h = 1e-6;
         let numeric = |f: &dyn Fn(f64) -> f64| (f(h) - f(-h)) / (2.0 * h);
         for i in 0..60 {
@@ -414,5 +341,25 @@ mod tests {
             assert!((dgamma[c] - dg).abs() < 1e-6, "dgamma[{c}]");
             assert!((dbeta[c] - db).abs() < 1e-6, "dbeta[{c}]");
         }
+    }
+
+    /// With the batch's own statistics, inference computes what training did.
+    #[test]
+    fn inference_with_batch_statistics_matches_training() {
+        let x = values(60, 6);
+        let (gamma, beta) = (values(4, 7), values(4, 8));
+        let (y, mean, var) = batch_norm_train(&x, &gamma, &beta, 1e-5, DIMS);
+        assert_eq!(
+            batch_norm_inference(&x, [&gamma, &beta, &mean, &var], 1e-5, DIMS),
+            y
+        );
+    }
+
+    #[test]
+    fn dims_of_a_shape() {
+        let d = BatchNormDims::of_shape(&[3, 4, 5]);
+        assert_eq!(d, DIMS);
+        assert_eq!(BatchNormDims::of_shape(&[2, 3, 4, 5]).spatial, 20);
+        assert_eq!(BatchNormDims::of_shape(&[0, 3, 4]).spatial, 0);
     }
 }

@@ -13,8 +13,8 @@
 //!
 //! Images are spread over the rayon pool, one `col` buffer per task, and each GEMM runs on
 //! one thread; with fewer images than threads (inference on one image) the GEMM itself runs
-//! in parallel. The generic route of this crate (`conv3d_impl`, and the backward passes
-//! Burn derives from `conv_transpose` and from a convolution with batch and channels swapped)
+//! in parallel. Flex's generic route (its `conv3d_impl`, and the backward passes Burn derives
+//! from `conv_transpose` and from a convolution with batch and channels swapped)
 //! transposes the input to NHWC, builds an im2col matrix per tile of 512 outputs, and for the
 //! weight gradient unfolds the input with the whole output map as the kernel; this route
 //! reads and writes several times less memory for the 3×3 convolutions of CIFAR-sized
@@ -24,73 +24,51 @@
 //! forward pass (and with it the input gradient, itself a forward convolution) and the weight
 //! gradient read zero-padded copies of the input planes in place (`direct.rs`).
 //!
-//! f32 and f64 are computed natively, f16 and bf16 in f32. [`set_nchw_kernels`] switches the
-//! route off, to compare with the generic route.
-
-use core::sync::atomic::{AtomicBool, Ordering};
+//! f32 and f64 are computed natively (the direct route is f32 only).
 
 use alloc::vec;
 use alloc::vec::Vec;
-use burn_backend::ops::{ConvOptions, FloatTensorOps};
-use burn_backend::{DType, FloatDType};
-use burn_std::{Bytes, Shape};
-use num_traits::{One, Zero};
 
-use crate::{Flex, FlexTensor, Layout};
+use crate::{Scalar, per_channel, uninit_vec};
 
 #[cfg(all(target_arch = "x86_64", feature = "std"))]
 mod direct;
 
-static ENABLED: AtomicBool = AtomicBool::new(true);
-
-/// Turns this crate's NCHW training kernels on (the default) or off: this per-image GEMM
-/// route for 2-D convolutions and their gradients, the two-pass batch norm of
-/// [`super::batch_norm`], the 2-D max pooling of `max_pool2d_nchw` and the parallel ReLU of
-/// `relu_parallel`. Off, those operations take the generic route (Burn's default
-/// implementations and this crate's NHWC tiled convolution, pooling and element-wise
-/// operations); results agree to float rounding.
-/// Like `torch.backends.cudnn.enabled`, it exists to compare the two.
-pub fn set_nchw_kernels(enabled: bool) {
-    ENABLED.store(enabled, Ordering::Relaxed);
-}
-
-/// Whether the NCHW training kernels are on (see [`set_nchw_kernels`]).
-pub fn nchw_kernels_enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
-}
-
-/// Element types computed natively.
-pub(crate) trait Scalar:
-    bytemuck::Pod
-    + burn_backend::Element
-    + Zero
-    + One
-    + core::ops::AddAssign
-    + Copy
-    + Send
-    + Sync
-    + 'static
-{
-}
-impl Scalar for f32 {}
-impl Scalar for f64 {}
-
-/// A vector of `len` elements that the caller writes completely before reading any (the
-/// convention of `mask.rs`): for outputs that a GEMM without `read_dst` overwrites, where
-/// zeroing first would be a wasted pass over memory.
-pub(crate) fn uninit_vec<T: Copy>(len: usize) -> Vec<T> {
-    let mut v = Vec::with_capacity(len);
-    #[allow(clippy::uninit_vec)]
-    // SAFETY: every caller writes all `len` elements before reading them.
-    unsafe {
-        v.set_len(len);
-    }
-    v
-}
-
-/// Sizes of one convolution.
+/// Stride, padding, dilation and groups of a 2-D convolution, as Burn's `ConvOptions<2>`
+/// holds them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Geometry {
+pub struct Conv2dOptions {
+    /// Stride along height and width.
+    pub stride: [usize; 2],
+    /// Padding `(before, after)` along height and width.
+    pub padding: [(usize, usize); 2],
+    /// Dilation along height and width.
+    pub dilation: [usize; 2],
+    /// Groups: input and output channels are split into this many independent convolutions.
+    pub groups: usize,
+}
+
+impl Conv2dOptions {
+    /// Options with the same padding before and after along each axis.
+    pub fn new(
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+        groups: usize,
+    ) -> Self {
+        Self {
+            stride,
+            padding: padding.map(|p| (p, p)),
+            dilation,
+            groups,
+        }
+    }
+}
+
+/// Sizes of one 2-D convolution: input `[batch, c_in, h, w]`, weight `[c_out, c_in / groups,
+/// kh, kw]`, output `[batch, c_out, h_out, w_out]` (see [`Conv2dGeometry::new`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dGeometry {
     batch: usize,
     c_in: usize,
     h: usize,
@@ -107,15 +85,34 @@ struct Geometry {
     w_out: usize,
 }
 
-impl Geometry {
-    /// From the input and weight shapes and the options; the output size as Burn computes it.
-    fn new(x: &[usize], weight: &[usize], options: &ConvOptions<2>) -> Self {
-        let [batch, c_in, h, w] = [x[0], x[1], x[2], x[3]];
-        let [c_out, _, kh, kw] = [weight[0], weight[1], weight[2], weight[3]];
-        let [pb, pe] = [options.padding_begin(), options.padding_end()];
+impl Conv2dGeometry {
+    /// The geometry of a convolution of an input of shape `x` with a weight of shape `weight`,
+    /// the output size as Burn computes it.
+    ///
+    /// # Panics
+    /// If the shapes and options do not describe a convolution: the weight's input channels
+    /// times `groups` differ from the input's channels, `groups` does not divide the output
+    /// channels, or a kernel size, stride or dilation is zero.
+    pub fn new(x: [usize; 4], weight: [usize; 4], options: &Conv2dOptions) -> Self {
+        let [batch, c_in, h, w] = x;
+        let [c_out, c_in_group, kh, kw] = weight;
+        let Conv2dOptions {
+            stride,
+            padding,
+            dilation,
+            groups,
+        } = *options;
+        assert!(
+            groups > 0 && c_in_group * groups == c_in && c_out % groups == 0,
+            "conv2d: weight {weight:?} and {groups} groups do not fit input {x:?}"
+        );
+        assert!(
+            kh > 0 && kw > 0 && !stride.contains(&0) && !dilation.contains(&0),
+            "conv2d: zero kernel size, stride or dilation"
+        );
         let out = |len: usize, k: usize, i: usize| {
-            (len + pb[i] + pe[i]).saturating_sub(options.dilation[i] * (k - 1) + 1)
-                / options.stride[i]
+            (len + padding[i].0 + padding[i].1).saturating_sub(dilation[i] * (k - 1) + 1)
+                / stride[i]
                 + 1
         };
         Self {
@@ -126,13 +123,18 @@ impl Geometry {
             c_out,
             kh,
             kw,
-            stride: options.stride,
-            pad: pb,
-            dilation: options.dilation,
-            groups: options.groups,
+            stride,
+            pad: [padding[0].0, padding[1].0],
+            dilation,
+            groups,
             h_out: out(h, kh, 0),
             w_out: out(w, kw, 1),
         }
+    }
+
+    /// The output's shape, `[batch, c_out, h_out, w_out]`.
+    pub fn output_shape(&self) -> [usize; 4] {
+        [self.batch, self.c_out, self.h_out, self.w_out]
     }
 
     /// Rows of `col`: input channels of one group times kernel positions.
@@ -155,7 +157,11 @@ impl Geometry {
 
     /// A 1×1 convolution with stride 1 and no padding reads `x` as `col` directly.
     fn is_pointwise(&self) -> bool {
-        self.kh == 1 && self.kw == 1 && self.stride == [1, 1] && self.pad == [0, 0]
+        self.kh == 1
+            && self.kw == 1
+            && self.stride == [1, 1]
+            && self.pad == [0, 0]
+            && [self.h_out, self.w_out] == [self.h, self.w]
     }
 }
 
@@ -180,7 +186,7 @@ fn valid_range(offset: isize, stride: usize, len: usize, out_len: usize) -> (usi
 /// or `None` where the kernel row falls in the padding; `f(col_row, oy, input_row, x_offset,
 /// valid_columns)`.
 fn for_each_patch_row(
-    g: &Geometry,
+    g: &Conv2dGeometry,
     group: usize,
     mut f: impl FnMut(usize, usize, Option<usize>, isize, (usize, usize)),
 ) {
@@ -206,7 +212,7 @@ fn for_each_patch_row(
 
 /// Whether every row of `col` is one contiguous shifted copy of an input plane: stride 1
 /// and as many output as input columns ("same" padding), the 3×3 convolutions of ResNets.
-fn is_shifted_plane(g: &Geometry) -> bool {
+fn is_shifted_plane(g: &Conv2dGeometry) -> bool {
     g.stride == [1, 1] && g.w_out == g.w
 }
 
@@ -214,7 +220,7 @@ fn is_shifted_plane(g: &Geometry) -> bool {
 /// `f(col_row, plane_start, delta, valid_rows, valid_columns)`: output element `j` of the row
 /// reads input element `plane_start + j + delta` when its row and column are valid.
 fn for_each_shifted_plane(
-    g: &Geometry,
+    g: &Conv2dGeometry,
     group: usize,
     mut f: impl FnMut(usize, usize, isize, (usize, usize), (usize, usize)),
 ) {
@@ -245,7 +251,7 @@ fn valid_span(
 }
 
 /// Unfolds the patches of one image `x` (`[C_in, H, W]`) for `group` into `col` (`[K, N]`).
-fn unfold<T: Scalar>(x: &[T], g: &Geometry, group: usize, col: &mut [T]) {
+fn unfold<T: Scalar>(x: &[T], g: &Conv2dGeometry, group: usize, col: &mut [T]) {
     let n = g.n();
     if is_shifted_plane(g) {
         let w = g.w;
@@ -300,7 +306,7 @@ fn zero_columns<T: Scalar>(lines: &mut [T], w: usize, (lo, hi): (usize, usize)) 
 
 /// Adds `col` (`[K, N]`) back onto the image gradient `dx` (`[C_in, H, W]`) for `group`:
 /// the transpose of [`unfold`], for the convolutions [`data_grad_as_forward`] does not take.
-fn fold<T: Scalar>(col: &[T], g: &Geometry, group: usize, dx: &mut [T]) {
+fn fold<T: Scalar>(col: &[T], g: &Conv2dGeometry, group: usize, dx: &mut [T]) {
     let n = g.n();
     let sw = g.stride[1];
     for_each_patch_row(g, group, |row, oy, input, x_offset, (lo, hi)| {
@@ -456,7 +462,18 @@ fn for_each_image<T: Scalar>(
     }
 }
 
-fn forward_slices<T: Scalar>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Geometry) -> Vec<T> {
+/// `conv2d(x, w) + bias`: `x` is `[batch, c_in, h, w]`, `w` is `[c_out, c_in / groups, kh, kw]`
+/// and `bias` is `[c_out]`, as `g` says; the result is `[batch, c_out, h_out, w_out]`.
+///
+/// # Panics
+/// If a slice's length does not match `g`.
+pub fn conv2d<T: Scalar>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Conv2dGeometry) -> Vec<T> {
+    assert_eq!(x.len(), g.batch * g.image_in(), "conv2d: input length");
+    assert_eq!(w.len(), g.c_out * g.k(), "conv2d: weight length");
+    assert!(
+        bias.is_none_or(|b| b.len() == g.c_out),
+        "conv2d: bias length"
+    );
     let (k, n) = (g.k(), g.n());
     let c_out_g = g.c_out / g.groups;
     // Every element is written by the GEMMs (one per group, without `read_dst`).
@@ -506,12 +523,12 @@ fn forward_slices<T: Scalar>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Geometry)
 /// Computing it as a forward convolution (unfold `dy`, one GEMM of depth `C_out·kh·kw`)
 /// writes each input gradient once, where the general route's GEMM has depth `C_out` only and
 /// its `col` result is added back onto the input planes by [`fold`], `kh·kw` passes.
-fn data_grad_as_forward(g: &Geometry) -> Option<Geometry> {
+fn data_grad_as_forward(g: &Conv2dGeometry) -> Option<Conv2dGeometry> {
     if g.stride != [1, 1] {
         return None;
     }
     let pad = |i: usize, k: usize| (g.dilation[i] * (k - 1)).checked_sub(g.pad[i]);
-    Some(Geometry {
+    Some(Conv2dGeometry {
         batch: g.batch,
         c_in: g.c_out,
         h: g.h_out,
@@ -530,7 +547,7 @@ fn data_grad_as_forward(g: &Geometry) -> Option<Geometry> {
 
 /// The kernel of [`data_grad_as_forward`]: `w'[group·C_in_g + i, o, ky, kx] =
 /// w[group·C_out_g + o, i, kh−1−ky, kw−1−kx]`.
-fn flipped_transposed<T: Scalar>(w: &[T], g: &Geometry) -> Vec<T> {
+fn flipped_transposed<T: Scalar>(w: &[T], g: &Conv2dGeometry) -> Vec<T> {
     let (c_in_g, c_out_g, taps) = (g.c_in / g.groups, g.c_out / g.groups, g.kh * g.kw);
     let mut flipped = uninit_vec(w.len());
     for group in 0..g.groups {
@@ -548,15 +565,26 @@ fn flipped_transposed<T: Scalar>(w: &[T], g: &Geometry) -> Vec<T> {
     flipped
 }
 
-fn data_grad_slices<T: Scalar>(dy: &[T], w: &[T], g: &Geometry) -> Vec<T> {
+/// The gradient of [`conv2d`] for its input `x` (`[batch, c_in, h, w]`), from the output
+/// gradient `dy` (`[batch, c_out, h_out, w_out]`) and the weight `w`.
+///
+/// # Panics
+/// If a slice's length does not match `g`.
+pub fn conv2d_x_grad<T: Scalar>(dy: &[T], w: &[T], g: &Conv2dGeometry) -> Vec<T> {
+    assert_eq!(
+        dy.len(),
+        g.batch * g.image_out(),
+        "conv2d_x_grad: output gradient length"
+    );
+    assert_eq!(w.len(), g.c_out * g.k(), "conv2d_x_grad: weight length");
     if let Some(transposed) = data_grad_as_forward(g) {
-        return forward_slices(dy, &flipped_transposed(w, g), None, &transposed);
+        return conv2d(dy, &flipped_transposed(w, g), None, &transposed);
     }
     let (k, n) = (g.k(), g.n());
     let c_out_g = g.c_out / g.groups;
     let mut dx = vec![T::zero(); g.batch * g.image_in()];
     let parallel = gemm_in_parallel(g.batch);
-    // `colᵀ = dyᵀ · W` (`[N, C_out] · [C_out, K]`), column-major: see `forward_slices`.
+    // `colᵀ = dyᵀ · W` (`[N, C_out] · [C_out, K]`), column-major: see `conv2d`.
     for_each_image(&mut dx, g.image_in(), k * n, |b, dx_b, col| {
         let dy_b = &dy[b * g.image_out()..(b + 1) * g.image_out()];
         for group in 0..g.groups {
@@ -575,7 +603,22 @@ fn data_grad_slices<T: Scalar>(dy: &[T], w: &[T], g: &Geometry) -> Vec<T> {
     dx
 }
 
-fn weight_grad_slices<T: Scalar>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
+/// The gradient of [`conv2d`] for its weight (`[c_out, c_in / groups, kh, kw]`), from the
+/// input `x` and the output gradient `dy`.
+///
+/// # Panics
+/// If a slice's length does not match `g`.
+pub fn conv2d_weight_grad<T: Scalar>(x: &[T], dy: &[T], g: &Conv2dGeometry) -> Vec<T> {
+    assert_eq!(
+        x.len(),
+        g.batch * g.image_in(),
+        "conv2d_weight_grad: input length"
+    );
+    assert_eq!(
+        dy.len(),
+        g.batch * g.image_out(),
+        "conv2d_weight_grad: output gradient length"
+    );
     let (k, n) = (g.k(), g.n());
     let c_out_g = g.c_out / g.groups;
     let weights = g.c_out * k;
@@ -667,7 +710,9 @@ fn transpose<T: Scalar>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
         let (src, dst) = (bytemuck::cast_slice(src), bytemuck::cast_slice_mut(dst));
         let (tiled_rows, tiled_cols) = (rows / 4 * 4, cols / 4 * 4);
         transpose_tiles_f32(src, [rows, cols], [tiled_rows, tiled_cols], dst);
-        transpose_lines(src, rows, cols, dst, |r| if r < tiled_rows { tiled_cols } else { 0 });
+        transpose_lines(src, rows, cols, dst, |r| {
+            if r < tiled_rows { tiled_cols } else { 0 }
+        });
         return;
     }
     transpose_lines(src, rows, cols, dst, |_| 0);
@@ -729,10 +774,18 @@ fn transpose_tiles_f32(
     }
 }
 
-/// `Σ dy` per output channel: channels in parallel, each summed in eight independent lanes
-/// (vector registers) over its planes.
-fn bias_grad_slices<T: Scalar>(dy: &[T], batch: usize, c_out: usize) -> Vec<T> {
+/// The gradient of [`conv2d`] for its bias: the output gradient `dy` (`[batch, c_out, ...]`)
+/// summed per channel over images and positions. Channels run in parallel, each summed in
+/// eight independent lanes (vector registers) over its planes.
+///
+/// # Panics
+/// If `dy`'s length is not a multiple of `batch · c_out`.
+pub fn conv2d_bias_grad<T: Scalar>(dy: &[T], batch: usize, c_out: usize) -> Vec<T> {
     const LANES: usize = 8;
+    assert!(
+        dy.len().is_multiple_of(batch * c_out),
+        "conv2d_bias_grad: output gradient length"
+    );
     let n = dy.len() / (batch * c_out).max(1);
     let channel = |c: usize| {
         let mut lanes = [T::zero(); LANES];
@@ -750,158 +803,7 @@ fn bias_grad_slices<T: Scalar>(dy: &[T], batch: usize, c_out: usize) -> Vec<T> {
         }
         lanes.iter().fold(T::zero(), |sum, &v| sum + v)
     };
-    super::batch_norm::per_channel(c_out, channel)
-}
-
-/// `t` as a contiguous f32 or f64 tensor (f16 and bf16 become f32).
-fn as_f32_or_f64(t: &FlexTensor) -> FlexTensor {
-    match t.dtype() {
-        DType::F32 | DType::F64 => t.to_contiguous(),
-        _ => cast(t.clone(), FloatDType::F32).to_contiguous(),
-    }
-}
-
-fn cast(t: FlexTensor, dtype: FloatDType) -> FlexTensor {
-    <Flex as FloatTensorOps<Flex>>::float_cast(t, dtype)
-}
-
-fn tensor<T: Scalar>(data: Vec<T>, shape: Vec<usize>, dtype: DType) -> FlexTensor {
-    FlexTensor::new(
-        Bytes::from_elems(data),
-        Layout::contiguous(Shape::from(shape)),
-        dtype,
-    )
-}
-
-/// Runs `f32_op` or `f64_op` on the elements of the contiguous inputs and returns its
-/// outputs as tensors of `shapes`, in the dtype `like` (f16 and bf16 are computed in f32).
-pub(crate) fn with_elements(
-    inputs: &[&FlexTensor],
-    like: DType,
-    shapes: &[Vec<usize>],
-    f32_op: impl FnOnce(&[&[f32]]) -> Vec<Vec<f32>>,
-    f64_op: impl FnOnce(&[&[f64]]) -> Vec<Vec<f64>>,
-) -> Vec<FlexTensor> {
-    let converted: Vec<FlexTensor> = inputs.iter().map(|t| as_f32_or_f64(t)).collect();
-    if converted[0].dtype() == DType::F64 {
-        let slices: Vec<&[f64]> = converted.iter().map(|t| t.storage()).collect();
-        return f64_op(&slices)
-            .into_iter()
-            .zip(shapes)
-            .map(|(data, shape)| tensor(data, shape.clone(), DType::F64))
-            .collect();
-    }
-    let slices: Vec<&[f32]> = converted.iter().map(|t| t.storage()).collect();
-    f32_op(&slices)
-        .into_iter()
-        .zip(shapes)
-        .map(|(data, shape)| {
-            let out = tensor(data, shape.clone(), DType::F32);
-            match like {
-                DType::F16 => cast(out, FloatDType::F16),
-                DType::BF16 => cast(out, FloatDType::BF16),
-                _ => out,
-            }
-        })
-        .collect()
-}
-
-/// Whether this route takes a convolution of these operands.
-fn applies(x: &FlexTensor, weight: &FlexTensor) -> bool {
-    nchw_kernels_enabled()
-        && x.dtype() == weight.dtype()
-        && matches!(
-            x.dtype(),
-            DType::F32 | DType::F64 | DType::F16 | DType::BF16
-        )
-        && x.layout().shape().num_dims() == 4
-}
-
-/// `conv2d(x, weight) + bias`, or `None` when the route is off or the dtype is not a float.
-pub(crate) fn forward(
-    x: &FlexTensor,
-    weight: &FlexTensor,
-    bias: Option<&FlexTensor>,
-    options: &ConvOptions<2>,
-) -> Option<FlexTensor> {
-    if !applies(x, weight) {
-        return None;
-    }
-    let g = Geometry::new(x.layout().shape(), weight.layout().shape(), options);
-    let shape = vec![g.batch, g.c_out, g.h_out, g.w_out];
-    let mut inputs = vec![x, weight];
-    inputs.extend(bias);
-    with_elements(
-        &inputs,
-        x.dtype(),
-        &[shape],
-        |s| vec![forward_slices(s[0], s[1], s.get(2).copied(), &g)],
-        |s| vec![forward_slices(s[0], s[1], s.get(2).copied(), &g)],
-    )
-    .pop()
-}
-
-/// The gradient of `conv2d` for `x`, or `None` when the route is off.
-pub(crate) fn data_grad(
-    x: &FlexTensor,
-    weight: &FlexTensor,
-    output_grad: &FlexTensor,
-    options: &ConvOptions<2>,
-) -> Option<FlexTensor> {
-    if !applies(x, weight) {
-        return None;
-    }
-    let g = Geometry::new(x.layout().shape(), weight.layout().shape(), options);
-    debug_assert_eq!(output_grad.layout().shape()[2..], [g.h_out, g.w_out]);
-    let shape = x.layout().shape().to_vec();
-    with_elements(
-        &[output_grad, weight],
-        x.dtype(),
-        &[shape],
-        |s| vec![data_grad_slices(s[0], s[1], &g)],
-        |s| vec![data_grad_slices(s[0], s[1], &g)],
-    )
-    .pop()
-}
-
-/// The gradient of `conv2d` for `weight`, or `None` when the route is off.
-pub(crate) fn weight_grad(
-    x: &FlexTensor,
-    weight: &FlexTensor,
-    output_grad: &FlexTensor,
-    options: &ConvOptions<2>,
-) -> Option<FlexTensor> {
-    if !applies(x, weight) {
-        return None;
-    }
-    let g = Geometry::new(x.layout().shape(), weight.layout().shape(), options);
-    let shape = weight.layout().shape().to_vec();
-    with_elements(
-        &[x, output_grad],
-        weight.dtype(),
-        &[shape],
-        |s| vec![weight_grad_slices(s[0], s[1], &g)],
-        |s| vec![weight_grad_slices(s[0], s[1], &g)],
-    )
-    .pop()
-}
-
-/// The gradient of `conv2d` for `bias` (`output_grad` summed over images and positions), or
-/// `None` when the route is off.
-pub(crate) fn bias_grad(bias: &FlexTensor, output_grad: &FlexTensor) -> Option<FlexTensor> {
-    let dims = output_grad.layout().shape();
-    if !applies(output_grad, bias) || dims.num_dims() != 4 {
-        return None;
-    }
-    let (batch, c_out) = (dims[0], dims[1]);
-    with_elements(
-        &[output_grad],
-        bias.dtype(),
-        &[bias.layout().shape().to_vec()],
-        |s| vec![bias_grad_slices(s[0], batch, c_out)],
-        |s| vec![bias_grad_slices(s[0], batch, c_out)],
-    )
-    .pop()
+    per_channel(c_out, channel)
 }
 
 #[cfg(test)]
@@ -913,8 +815,10 @@ mod tests {
     #[test]
     fn bias_grad_sums_each_channel() {
         let (batch, c_out, n) = (3, 5, 13);
-        let dy: Vec<f64> = (0..batch * c_out * n).map(|i| (i % 17) as f64 - 8.5).collect();
-        let db = bias_grad_slices(&dy, batch, c_out);
+        let dy: Vec<f64> = (0..batch * c_out * n)
+            .map(|i| (i % 17) as f64 - 8.5)
+            .collect();
+        let db = conv2d_bias_grad(&dy, batch, c_out);
         for (c, &got) in db.iter().enumerate() {
             let want: f64 = (0..batch)
                 .flat_map(|b| dy[(b * c_out + c) * n..][..n].iter())
@@ -928,13 +832,25 @@ mod tests {
     #[test]
     fn transpose_matches_its_definition() {
         fn check<T: Scalar + core::fmt::Debug + PartialEq>(of: impl Fn(usize) -> T) {
-            for (rows, cols) in [(1, 1), (4, 4), (3, 7), (5, 18), (16, 1024), (17, 33), (64, 36)] {
+            for (rows, cols) in [
+                (1, 1),
+                (4, 4),
+                (3, 7),
+                (5, 18),
+                (16, 1024),
+                (17, 33),
+                (64, 36),
+            ] {
                 let src: Vec<T> = (0..rows * cols).map(&of).collect();
                 let mut dst = vec![T::zero(); rows * cols];
                 transpose(&src, rows, cols, &mut dst);
                 for r in 0..rows {
                     for c in 0..cols {
-                        assert_eq!(dst[c * rows + r], src[r * cols + c], "{rows}×{cols} at {r},{c}");
+                        assert_eq!(
+                            dst[c * rows + r],
+                            src[r * cols + c],
+                            "{rows}×{cols} at {r},{c}"
+                        );
                     }
                 }
             }
@@ -944,7 +860,7 @@ mod tests {
     }
 
     /// Direct loops, the definition of a grouped, strided, dilated, padded convolution.
-    pub(super) fn reference_forward(x: &[f64], w: &[f64], g: &Geometry) -> Vec<f64> {
+    pub(super) fn reference_forward(x: &[f64], w: &[f64], g: &Conv2dGeometry) -> Vec<f64> {
         let per_group_in = g.c_in / g.groups;
         let per_group_out = g.c_out / g.groups;
         let mut y = vec![0.0; g.batch * g.image_out()];
@@ -994,7 +910,7 @@ mod tests {
             .collect()
     }
 
-    fn geometries() -> Vec<Geometry> {
+    fn geometries() -> Vec<Conv2dGeometry> {
         /// `[batch, c_in, h, w]`, `[c_out, kh, kw]`, stride, padding (begin, end), dilation, groups.
         fn make(
             [batch, c_in, h, w]: [usize; 4],
@@ -1004,16 +920,16 @@ mod tests {
             end: [usize; 2],
             dilation: [usize; 2],
             groups: usize,
-        ) -> Geometry {
-            let options = ConvOptions {
+        ) -> Conv2dGeometry {
+            let options = Conv2dOptions {
                 stride,
                 padding: [(pad[0], end[0]), (pad[1], end[1])],
                 dilation,
                 groups,
             };
-            Geometry::new(
-                &[batch, c_in, h, w],
-                &[c_out, c_in / groups, kh, kw],
+            Conv2dGeometry::new(
+                [batch, c_in, h, w],
+                [c_out, c_in / groups, kh, kw],
                 &options,
             )
         }
@@ -1029,10 +945,11 @@ mod tests {
             make([2, 3, 6, 7], [4, 3, 3], [1, 1], [2, 2], [2, 2], [2, 2], 1), // dilated "same"
             make([2, 2, 6, 5], [3, 3, 3], [1, 1], [0, 1], [0, 1], [1, 1], 1), // rows cropped
             make([2, 3, 5, 5], [4, 1, 1], [1, 1], [1, 1], [1, 1], [1, 1], 1), // pad beyond kernel
+            make([2, 3, 5, 4], [4, 1, 1], [1, 1], [0, 0], [1, 2], [1, 1], 1), // 1×1, pad after
         ]
     }
 
-    fn assert_close(actual: &[f64], expected: &[f64], what: &str, g: &Geometry) {
+    fn assert_close(actual: &[f64], expected: &[f64], what: &str, g: &Conv2dGeometry) {
         assert_eq!(actual.len(), expected.len(), "{what} length, {g:?}");
         for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
             assert!(
@@ -1052,7 +969,7 @@ mod tests {
             for (j, v) in expected.iter_mut().enumerate() {
                 *v += bias[(j / g.n()) % g.c_out];
             }
-            assert_close(&forward_slices(&x, &w, Some(&bias), g), &expected, "y", g);
+            assert_close(&conv2d(&x, &w, Some(&bias), g), &expected, "y", g);
         }
     }
 
@@ -1065,8 +982,8 @@ mod tests {
             let x = values(g.batch * g.image_in(), 300 + i as u64);
             let w = values(g.c_out * g.k(), 400 + i as u64);
             let dy = values(g.batch * g.image_out(), 500 + i as u64);
-            let dx = data_grad_slices(&dy, &w, g);
-            let dw = weight_grad_slices(&x, &dy, g);
+            let dx = conv2d_x_grad(&dy, &w, g);
+            let dw = conv2d_weight_grad(&x, &dy, g);
             // dx[j] = ⟨conv(e_j, w), dy⟩ and dw[j] = ⟨conv(x, e_j), dy⟩, by direct loops.
             let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f64>();
             let expected_dx: Vec<f64> = (0..x.len())
@@ -1085,7 +1002,7 @@ mod tests {
                 .collect();
             assert_close(&dx, &expected_dx, "dx", g);
             assert_close(&dw, &expected_dw, "dw", g);
-            let db = bias_grad_slices(&dy, g.batch, g.c_out);
+            let db = conv2d_bias_grad(&dy, g.batch, g.c_out);
             let expected_db: Vec<f64> = (0..g.c_out)
                 .map(|c| {
                     (0..g.batch)
@@ -1109,15 +1026,15 @@ mod tests {
             ([16, 3, 32, 32], [16, 3, 3], [1, 1], [1, 1]),
         ];
         for (i, (x_shape, [c_out, kh, kw], stride, pad)) in cases.into_iter().enumerate() {
-            let options = ConvOptions::new(stride, pad, [1, 1], 1);
-            let g = Geometry::new(&x_shape, &[c_out, x_shape[1], kh, kw], &options);
+            let options = Conv2dOptions::new(stride, pad, [1, 1], 1);
+            let g = Conv2dGeometry::new(x_shape, [c_out, x_shape[1], kh, kw], &options);
             let x = values(g.batch * g.image_in(), 600 + i as u64);
             let w = values(g.c_out * g.k(), 700 + i as u64);
             let dy = values(g.batch * g.image_out(), 800 + i as u64);
             let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f64>();
-            let forward = dot(&forward_slices(&x, &w, None, &g), &dy);
-            let data = dot(&x, &data_grad_slices(&dy, &w, &g));
-            let weight = dot(&w, &weight_grad_slices(&x, &dy, &g));
+            let forward = dot(&conv2d(&x, &w, None, &g), &dy);
+            let data = dot(&x, &conv2d_x_grad(&dy, &w, &g));
+            let weight = dot(&w, &conv2d_weight_grad(&x, &dy, &g));
             let tol = 1e-9 * forward.abs().max(1.0);
             assert!(
                 (forward - data).abs() < tol,
@@ -1139,11 +1056,58 @@ mod tests {
             (9, 2, 1, 2, 2),
             (8, 1, 2, 0, 1),
         ] {
-            let options = ConvOptions::new([stride; 2], [pad; 2], [dilation; 2], 1);
-            let g = Geometry::new(&[1, 1, len, len], &[1, 1, k, k], &options);
-            let expected =
-                burn_backend::ops::conv::calculate_conv_output_size(k, stride, pad, dilation, len);
+            let options = Conv2dOptions::new([stride; 2], [pad; 2], [dilation; 2], 1);
+            let g = Conv2dGeometry::new([1, 1, len, len], [1, 1, k, k], &options);
+            // Burn's `calculate_conv_output_size` (burn-backend 0.22.1), written out.
+            let expected = (len + 2 * pad - dilation * (k - 1) - 1) / stride + 1;
             assert_eq!([g.h_out, g.w_out], [expected; 2]);
+            assert_eq!(g.output_shape(), [1, 1, expected, expected]);
+        }
+    }
+
+    /// Convolutions whose shapes do not fit are refused before any kernel reads a slice.
+    #[test]
+    #[should_panic(expected = "do not fit")]
+    fn geometry_refuses_mismatched_channels() {
+        Conv2dGeometry::new(
+            [1, 4, 8, 8],
+            [2, 3, 3, 3],
+            &Conv2dOptions::new([1; 2], [1; 2], [1; 2], 1),
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "weight length")]
+    fn conv2d_refuses_a_short_weight() {
+        let g = Conv2dGeometry::new(
+            [1, 2, 4, 4],
+            [3, 2, 3, 3],
+            &Conv2dOptions::new([1; 2], [1; 2], [1; 2], 1),
+        );
+        conv2d(&[0f32; 32], &[0f32; 53], None, &g);
+    }
+
+    /// Where the machine that built the tests lacks AVX2 and FMA, the direct route's tests are
+    /// ignored (or, run with `--include-ignored`, return at once); without `std` they are not
+    /// built. This test says so by its name in the test report, and checks that convolutions
+    /// take the GEMM route here.
+    #[cfg(any(not(build_cpu_has_avx2_fma), not(feature = "std")))]
+    #[test]
+    fn direct_route_untested_here_no_avx2_fma_or_no_std() {
+        #[cfg(all(target_arch = "x86_64", feature = "std"))]
+        {
+            assert!(
+                !direct::supported(),
+                "built where AVX2 and FMA were missing, run where they are present: rebuild"
+            );
+            let options = Conv2dOptions::new([1; 2], [1; 2], [1; 2], 1);
+            let g = Conv2dGeometry::new([4, 3, 8, 8], [4, 3, 3, 3], &options);
+            let (x, w) = (vec![1f32; g.batch * g.image_in()], vec![1f32; 108]);
+            let mut y = vec![0f32; g.batch * g.image_out()];
+            assert!(
+                !direct::forward(&x, &w, None, &g, &mut y),
+                "the direct route declines"
+            );
         }
     }
 }
