@@ -392,6 +392,10 @@ async function useImage(bytes, source) {
 // content; a file named *.safetensors is read as a checkpoint, to say why it is not one).
 async function useFile(file, how) {
   if (!file) return;
+  if (!state.demo) {
+    say("the page is still starting: try again once it says Ready", true);
+    return;
+  }
   const limit = state.module.max_file_bytes();
   const name = file.name || "the file";
   if (file.size > limit) {
