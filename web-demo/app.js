@@ -2,12 +2,17 @@
 // the class activation maps all run in Rust (src/), reached through the `Demo` class of the
 // module trunk loads (the CPU path alone, to keep the first load small) and, once the first
 // answer is shown, of the WebGPU module (web-demo.js), fetched only when the browser has WebGPU.
+// Rust answers with plain objects (their shapes: the interfaces in web-demo.d.ts) whose
+// pictures are ImageData, ready for putImageData.
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 // `race`: WebGPU is to be measured against the CPU on the first image (see race()).
-const state = { demo: null, race: false, manifest: null, model: null, modelBytes: null, classes: [], hasImage: false,
-  runs: 0, stream: null, explaining: false, queued: false, image: null, memoryBytes: () => 0 };
+// `model`: the loaded model ({ key, entry, yours, summary }); `yours`: the user's own
+// checkpoints by key ("yours:1", …), kept in memory (they never leave the page).
+const state = { demo: null, module: null, race: false, manifest: null, model: null, modelBytes: null, classes: [],
+  yours: new Map(), hasImage: false, runs: 0, stream: null, explaining: false, queued: false, image: null,
+  memoryBytes: () => 0 };
 
 function setState(s) { document.body.dataset.state = s; }
 
@@ -74,22 +79,18 @@ async function fetchBytes(url) {
   return new Uint8Array(await response.arrayBuffer());
 }
 
-async function loadModel(name) {
-  const entry = state.manifest.models.find((m) => m.name === name);
-  if (!entry) throw new Error(`no model named ${name} in weights/manifest.json`);
-  const t0 = performance.now();
+// The bytes of a shipped model, checked against the manifest's SHA-256.
+async function shippedBytes(entry) {
   const bytes = await fetchBytes(`weights/${entry.file}`);
   const hash = await sha256Hex(bytes);
   if (hash && hash !== entry.sha256) {
     throw new Error(`weights/${entry.file} is damaged (SHA-256 ${hash.slice(0, 12)}…, expected ${entry.sha256.slice(0, 12)}…)`);
   }
-  const summary = JSON.parse(state.demo.load_model(bytes));
-  state.model = entry;
-  state.modelBytes = bytes;
-  $("grid").hidden = true; // the grid shows the previous model's maps
-  // The most faithful method for this model (trainer cam-eval --record), unless the address
-  // asks for one.
-  if (!params.get("method")) $("method").value = entry.explanation?.method ?? "gradcam";
+  return bytes;
+}
+
+// What the page says about a shipped model: its measured accuracy and most faithful method.
+function describeShipped(entry, summary) {
   const title = (name) => [...$("method").options].find((o) => o.value === name)?.text ?? name;
   const road = (e) => `ROAD ${e.road.toFixed(3)} ± ${e.road_error.toFixed(3)}`;
   const explanation = entry.explanation;
@@ -100,32 +101,90 @@ async function loadModel(name) {
       ? ` ${title(slower.method)} scored higher (${road(slower)}) but runs the network once per channel: pick it in the menu.`
       : "")
     : "";
+  return `${entry.name}: ${summary.architecture}, ${summary.parameters.toLocaleString("en")} parameters, ` +
+    `${(entry.bytes / 1e6).toFixed(2)} MB${entry.precision === "f16" ? " (f16)" : ""}, ${(100 * entry.test_accuracy).toFixed(2)} % on ${entry.test_images.toLocaleString("en")} CIFAR-10 test images ` +
+    `(explained at ${summary.camLayer}).${faithful}`;
+}
+
+// What the page says about the user's own checkpoint: what the file itself records.
+function describeYours(yours, summary) {
+  const classes = summary.classes.length <= 12 ? summary.classes.join(", ")
+    : `${summary.classes.slice(0, 12).join(", ")}, …`;
+  const trained = [summary.epoch !== null ? `saved after epoch ${summary.epoch}` : "",
+    summary.valAccuracy !== null ? `${(100 * summary.valAccuracy).toFixed(2)} % validation accuracy` : ""]
+    .filter(Boolean).join(", ");
+  return `Your model: ${summary.architecture} from ${yours.file}, ${summary.parameters.toLocaleString("en")} parameters, ` +
+    `${(yours.bytes.length / 1e6).toFixed(2)} MB, ${summary.classes.length} classes (${classes})` +
+    (trained ? `, ${trained}` : "") + (summary.camLayer ? ` (explained at ${summary.camLayer}).` : ".") +
+    " It was read in this page and stays here: nothing is uploaded.";
+}
+
+// Loads a shipped model by name, or one of the user's checkpoints by its key. The previous
+// model stays when this fails.
+async function loadModel(key) {
+  const yours = state.yours.get(key);
+  const entry = yours ? null : state.manifest.models.find((m) => m.name === key);
+  if (!yours && !entry) throw new Error(`no model named ${key} in weights/manifest.json`);
+  const t0 = performance.now();
+  const bytes = yours ? yours.bytes : await shippedBytes(entry);
+  const summary = state.demo.load_model(bytes);
+  state.model = { key, entry, yours, summary };
+  state.modelBytes = bytes;
   state.classes = summary.classes;
+  $("grid").hidden = true; // the grid shows the previous model's maps
+  // The most faithful method for a shipped model (trainer cam-eval --record), unless the
+  // address asks for one; Grad-CAM for the user's own.
+  if (!params.get("method")) $("method").value = entry?.explanation?.method ?? "gradcam";
+  // A network without spatial layers (the MLP) is classified but cannot be explained.
+  const explainable = summary.camLayer !== null;
+  $("method").disabled = $("compare").disabled = !explainable;
   const ms = performance.now() - t0;
   $("timing").dataset.load = ms.toFixed(0);
-  $("model-info").textContent =
-    `${entry.name}: ${summary.architecture}, ${summary.parameters.toLocaleString("en")} parameters, ` +
-    `${(entry.bytes / 1e6).toFixed(2)} MB${entry.precision === "f16" ? " (f16)" : ""}, ${(100 * entry.test_accuracy).toFixed(2)} % on ${entry.test_images.toLocaleString("en")} CIFAR-10 test images ` +
-    `(explained at ${summary.cam_layer}). Loaded in ${ms.toFixed(0)} ms.${faithful}`;
+  $("model-info").textContent = (yours ? describeYours(yours, summary) : describeShipped(entry, summary)) +
+    ` Loaded in ${ms.toFixed(0)} ms.` + (explainable ? ""
+    : ` ${summary.architecture} has no spatial layers: no heat map and no feature maps for it, the bars alone.`);
   const explain = $("explain");
   const chosen = explain.value;
   explain.replaceChildren(new Option("the top class", ""),
     ...summary.classes.map((c, i) => new Option(c, String(i))));
-  explain.value = chosen;
+  explain.value = Number(chosen) < summary.classes.length ? chosen : "";
 }
 
-function drawView(side) {
-  const rgba = state.demo.view_rgba();
-  $("view").getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(rgba), side, side), 0, 0);
+// A checkpoint the user dropped or picked: loaded beside the shipped models and chosen in the
+// model switcher. A file that is not a usable checkpoint gets the reason, and the model in use
+// stays.
+async function useCheckpoint(bytes, file) {
+  setState("busy");
+  const key = `yours:${state.yours.size + 1}`;
+  state.yours.set(key, { file, bytes });
+  try {
+    await loadModel(key);
+  } catch (e) {
+    state.yours.delete(key);
+    const current = state.model?.yours ? `your ${state.model.yours.file}` : state.model?.key;
+    say(`${file}: ${errorText(e)}${current ? ` (still using ${current})` : ""}`, true);
+    setState("ready");
+    return;
+  }
+  const option = new Option(`your model: ${state.model.summary.architecture} (${file})`, key);
+  let group = $("model").querySelector("optgroup");
+  if (!group) $("model").append(group = Object.assign(document.createElement("optgroup"), { label: "Your models" }));
+  group.append(option);
+  $("model").value = key;
+  say(`${file}: your model is loaded${state.hasImage ? "" : "; drop an image or click a test image"}.`);
+  setState("ready");
+  await explain();
 }
 
 function drawAnswer(answer) {
-  const heatSide = Math.round(Math.sqrt(answer.heat_rgba.length / 4));
-  $("heat").width = $("heat").height = heatSide;
-  $("heat").getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(answer.heat_rgba), heatSide, heatSide), 0, 0);
-  $("heat").hidden = !answer.has_heat;
+  const heat = $("heat");
+  if (answer.heat) {
+    [heat.width, heat.height] = [answer.heat.width, answer.heat.height];
+    heat.getContext("2d").putImageData(answer.heat, 0, 0);
+  }
+  heat.hidden = !answer.hasHeat;
   const bars = $("bars");
-  bars.replaceChildren(...answer.top.map(([index, name, p]) => {
+  bars.replaceChildren(...answer.top.map(({ index, name, probability: p }) => {
     const li = document.createElement("li");
     li.dataset.class = name;
     li.dataset.index = index;
@@ -146,7 +205,7 @@ function drawAnswer(answer) {
     return li;
   }));
   bars.dataset.explained = state.classes[answer.explained] ?? "";
-  if (!answer.has_heat) {
+  if (answer.heat && !answer.hasHeat) {
     $("notes").prepend(Object.assign(document.createElement("li"),
       { textContent: `no evidence for ${state.classes[answer.explained]} anywhere: the heat map is empty` }));
   }
@@ -225,18 +284,18 @@ async function explain() {
   await exclusive(async () => {
     const value = $("explain").value;
     const t0 = performance.now();
-    const answer = JSON.parse(await state.demo.explain(value === "" ? undefined : Number(value),
-      $("method").value || undefined));
+    const answer = await state.demo.explain(value === "" ? undefined : Number(value), $("method").value || "gradcam");
     const ms = performance.now() - t0;
     drawAnswer(answer);
     for (const figure of $("grid").children) figure.classList.toggle("chosen", figure.dataset.method === answer.method);
     state.runs += 1;
     document.body.dataset.runs = state.runs;
-    $("result").dataset.method = answer.method;
+    $("result").dataset.method = answer.method ?? "";
     document.body.dataset.memory = state.memoryBytes(); // the first module's wasm memory
     await showLayers();
     $("timing").dataset.infer = ms.toFixed(0);
-    $("timing").textContent = `model loaded in ${$("timing").dataset.load} ms · inference + ${answer.method_title} ${ms.toFixed(0)} ms`;
+    $("timing").textContent = `model loaded in ${$("timing").dataset.load} ms · ` +
+      (answer.methodTitle ? `inference + ${answer.methodTitle}` : "inference") + ` ${ms.toFixed(0)} ms`;
     if (state.race) await race();
   }, "Could not classify");
 }
@@ -247,7 +306,7 @@ async function compareAll() {
   await exclusive(async () => {
     const value = $("explain").value;
     const t0 = performance.now();
-    const all = JSON.parse(await state.demo.explain_all(value === "" ? undefined : Number(value)));
+    const all = await state.demo.explain_all(value === "" ? undefined : Number(value));
     const ms = performance.now() - t0;
     const opacity = $("opacity").value / 100;
     $("grid").replaceChildren(...all.map((answer) => {
@@ -257,15 +316,14 @@ async function compareAll() {
       const canvas = Object.assign(document.createElement("canvas"), { width: 128, height: 128 });
       const context = canvas.getContext("2d");
       context.drawImage($("view"), 0, 0, 128, 128);
-      const side = Math.round(Math.sqrt(answer.heat_rgba.length / 4));
-      const heat = Object.assign(document.createElement("canvas"), { width: side, height: side });
-      heat.getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(answer.heat_rgba), side, side), 0, 0);
-      if (answer.has_heat) {
+      const heat = Object.assign(document.createElement("canvas"), { width: answer.heat.width, height: answer.heat.height });
+      heat.getContext("2d").putImageData(answer.heat, 0, 0);
+      if (answer.hasHeat) {
         context.globalAlpha = opacity;
         context.drawImage(heat, 0, 0, 128, 128);
       }
       const caption = document.createElement("figcaption");
-      caption.textContent = answer.has_heat ? answer.method_title : `${answer.method_title} (empty)`;
+      caption.textContent = answer.hasHeat ? answer.methodTitle : `${answer.methodTitle} (empty)`;
       figure.append(canvas, caption);
       figure.addEventListener("click", () => { $("method").value = answer.method; explain(); });
       return figure;
@@ -282,24 +340,28 @@ async function compareAll() {
 async function showLayers() {
   if (!$("inside").open || !state.hasImage || !state.model) return;
   try {
-    const layers = JSON.parse(await state.demo.feature_maps(6));
+    const layers = await state.demo.feature_maps(6);
     $("layers").replaceChildren(...layers.map((layer) => {
       const row = Object.assign(document.createElement("div"), { className: "layer" });
-      row.dataset.layer = layer.layer;
+      row.dataset.layer = layer.name;
       row.append(Object.assign(document.createElement("p"), {
-        textContent: `${layer.layer}: ${layer.channels}×${layer.height}×${layer.width} (channels × height × width)`,
+        textContent: `${layer.name}: ${layer.channels}×${layer.height}×${layer.width} (channels × height × width)`,
       }));
       const maps = Object.assign(document.createElement("div"), { className: "maps" });
       maps.append(...layer.maps.map((map) => {
-        const canvas = Object.assign(document.createElement("canvas"), { width: layer.width, height: layer.height,
-          title: `${layer.layer}, channel ${map.channel}: mean activation ${map.mean.toFixed(3)}` });
-        canvas.getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(map.rgba), layer.width, layer.height), 0, 0);
+        const canvas = Object.assign(document.createElement("canvas"), { width: map.image.width, height: map.image.height,
+          title: `${layer.name}, channel ${map.channel}: mean activation ${map.mean.toFixed(3)}` });
+        canvas.getContext("2d").putImageData(map.image, 0, 0);
         canvas.addEventListener("click", () => canvas.classList.toggle("big"));
         return canvas;
       }));
       row.append(maps);
       return row;
     }));
+    if (layers.length === 0) {
+      $("layers").replaceChildren(Object.assign(document.createElement("p"),
+        { textContent: `${state.model.summary.architecture} has no spatial layers: no feature maps to show.` }));
+    }
     document.body.dataset.layers = String(layers.length);
   } catch (e) {
     say(`Could not show the feature maps: ${errorText(e)}`, true);
@@ -311,7 +373,7 @@ async function useImage(bytes, source) {
   let info;
   const framing = $("framing").checked ? "pad" : "crop";
   try {
-    info = JSON.parse(state.demo.set_image(bytes, framing));
+    info = state.demo.set_image(bytes, framing);
   } catch (e) {
     say(`${source}: ${errorText(e)}${state.hasImage ? " (showing the previous image)" : ""}`, true);
     setState("ready");
@@ -322,18 +384,31 @@ async function useImage(bytes, source) {
   $("grid").hidden = true; // the grid shows the previous image
   say(`${source} (${info.width}×${info.height})`);
   $("notes").replaceChildren(...info.notes.map((n) => Object.assign(document.createElement("li"), { textContent: n })));
-  drawView(info.view_side);
+  $("view").getContext("2d").putImageData(info.view, 0, 0);
   await explain();
 }
 
+// A file dropped, pasted or picked: an image, or a checkpoint the trainer wrote (told by its
+// content; a file named *.safetensors is read as a checkpoint, to say why it is not one).
 async function useFile(file, how) {
   if (!file) return;
-  const limit = 100 * 1024 * 1024;
-  if (file.size > limit) {
-    say(`${file.name}: the file is ${(file.size / 1e6).toFixed(0)} MB; at most ${limit / 1e6} MB, please`, true);
+  if (!state.demo) {
+    say("the page is still starting: try again once it says Ready", true);
     return;
   }
-  await useImage(new Uint8Array(await file.arrayBuffer()), `${how} ${file.name || "image"}`);
+  const limit = state.module.max_file_bytes();
+  const name = file.name || "the file";
+  if (file.size > limit) {
+    say(`${name}: the file is ${(file.size / 1e6).toFixed(0)} MB; the page takes images and checkpoints of at most ` +
+      `${(limit / 1e6).toFixed(0)} MB`, true);
+    return;
+  }
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  if (state.module.upload_kind(bytes.subarray(0, 16)) === "checkpoint" || /\.safetensors$/i.test(name)) {
+    await useCheckpoint(bytes, name);
+  } else {
+    await useImage(bytes, `${how} ${file.name || "image"}`);
+  }
 }
 
 async function buildGallery() {
@@ -367,7 +442,7 @@ function wireInputs() {
       drop.classList.remove("over");
       const file = e.dataTransfer.files[0];
       if (file) useFile(file, "dropped");
-      else say("that was not a file: drop an image file", true);
+      else say("that was not a file: drop an image file or a checkpoint", true);
     });
   }
   document.addEventListener("paste", (e) => {
@@ -389,7 +464,7 @@ function wireInputs() {
       await explain();
     } catch (err) {
       say(`Could not load ${e.target.value}: ${errorText(err)}`, true);
-      if (state.model) e.target.value = state.model.name;
+      if (state.model) e.target.value = state.model.key;
       setState("ready");
     }
   });
@@ -430,6 +505,7 @@ async function main() {
     const t0 = performance.now();
     const module = await bindings();
     const { Demo } = module;
+    state.module = module;
     state.memoryBytes = module.memory_bytes;
     // Flex's own convolution and batch norm instead of the patched kernels: the page's CPU
     // path before the patch, for measuring it (patches/README.md).
@@ -451,9 +527,9 @@ async function main() {
       state.race = true;
       why = "running on the CPU; on the first image WebGPU is measured against it and the faster is kept";
     }
-    const methods = JSON.parse(Demo.cam_methods());
+    const methods = Demo.cam_methods();
     $("method").replaceChildren(...methods.map((m) => Object.assign(new Option(m.title, m.name),
-      { title: m.class_specific ? "" : "shows the strongest pattern, whatever the class" })));
+      { title: m.classSpecific ? "" : "shows the strongest pattern, whatever the class" })));
     if (methods.some((m) => m.name === params.get("method"))) $("method").value = params.get("method");
     if (generic) why += " (Flex's own convolution and batch norm: ?flex-kernels=generic)";
     showBackend(why);
@@ -467,7 +543,7 @@ async function main() {
     select.disabled = false;
     await buildGallery();
     document.body.dataset.startup = (performance.now() - t0).toFixed(0);
-    say("Ready: drop, paste, pick or film an image, or click a test image.");
+    say("Ready: drop, paste, pick or film an image, or click a test image (or drop a checkpoint the trainer wrote).");
     setState("ready");
   } catch (e) {
     say(`The page could not start: ${errorText(e)}`, true);

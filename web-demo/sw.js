@@ -9,8 +9,10 @@ self.addEventListener("activate", (event) => event.waitUntil((async () => {
   }
   await self.clients.claim();
 })()));
+// Only this site's own files are cached: the user's images and checkpoints are read from disk
+// by the page, never fetched, and nothing from elsewhere is kept.
 self.addEventListener("fetch", (event) => {
-  if (event.request.method !== "GET") return;
+  if (event.request.method !== "GET" || new URL(event.request.url).origin !== self.location.origin) return;
   event.respondWith((async () => {
     const cache = await caches.open(CACHE);
     try {

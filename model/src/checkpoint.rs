@@ -7,6 +7,7 @@ use burn::tensor::{DType, Device};
 use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 
+use crate::registry::NetConfig;
 use crate::{Model, ModelConfig, ModelError, Normalization, cifar10_class_names};
 
 /// The SafeTensors metadata key under which the header is stored.
@@ -118,6 +119,17 @@ impl Checkpoint {
         if format != Some(FORMAT_VERSION as u64) {
             return Err(ModelError::Checkpoint(format!(
                 "header format {format:?}, this build reads format {FORMAT_VERSION}"
+            )));
+        }
+        if let Some(kind) = value.pointer("/model/net/kind").and_then(|k| k.as_str())
+            && !NetConfig::KINDS.contains(&kind)
+        {
+            let name = value.pointer("/model/name").and_then(|n| n.as_str());
+            return Err(ModelError::Checkpoint(format!(
+                "an unknown network: `{}` is of kind `{kind}`, and this build knows {} \
+                 (a newer cifar-burn may have written it)",
+                name.unwrap_or("?"),
+                NetConfig::KINDS.join(", ")
             )));
         }
         let header: Header = serde_json::from_value(value)

@@ -185,6 +185,13 @@ pub enum NetConfig {
     Airbench(AirbenchConfig),
 }
 
+impl NetConfig {
+    /// The `kind` of every family of networks this build can rebuild, as configurations and
+    /// checkpoints name them.
+    pub const KINDS: [&'static str; 6] =
+        ["mlp", "cnn", "resnet", "wide-resnet", "resnet9", "airbench"];
+}
+
 /// A registered model: its name and its full architecture.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]

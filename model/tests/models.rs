@@ -236,6 +236,19 @@ fn a_half_precision_checkpoint_is_half_the_size_and_reads_back_as_f32() {
     assert!(diff > 0.0 && diff < 1e-2 * scale, "{diff} of {scale}");
 }
 
+/// `bytes` (a checkpoint) with its SafeTensors header rewritten by `edit`, which may shorten it
+/// (the header is padded back to its length with spaces, as the format allows).
+fn with_header(bytes: &[u8], edit: impl FnOnce(&str) -> String) -> Vec<u8> {
+    let (n, _) = SafeTensors::read_metadata(bytes).unwrap();
+    let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
+    let forged = edit(header);
+    assert_ne!(forged, header, "header layout changed: {header}");
+    assert!(forged.len() <= n, "the edit lengthened the header");
+    let mut out = bytes.to_vec();
+    out[8..8 + n].copy_from_slice(format!("{forged:<n$}").as_bytes());
+    out
+}
+
 #[test]
 fn a_checkpoint_for_another_architecture_is_refused_clearly() {
     let flex = Device::flex();
@@ -246,25 +259,46 @@ fn a_checkpoint_for_another_architecture_is_refused_clearly() {
     });
     let bytes = Checkpoint { model, info }.to_bytes().unwrap();
     // Rewrite the header to claim resnet32: the tensors no longer fit.
-    let (n, _) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
-    let forged = header
-        .replace(
-            "\\\"name\\\":\\\"resnet20\\\"",
-            "\\\"name\\\":\\\"resnet32\\\"",
-        )
-        .replace("\\\"blocks\\\":[3,3,3]", "\\\"blocks\\\":[5,5,5]");
-    assert_ne!(forged, header, "header layout changed: {header}");
-    let padded = format!("{forged:<width$}", width = n);
-    let mut bad = bytes.clone();
-    bad[8..8 + n].copy_from_slice(padded.as_bytes());
+    let bad = with_header(&bytes, |header| {
+        header
+            .replace(
+                "\\\"name\\\":\\\"resnet20\\\"",
+                "\\\"name\\\":\\\"resnet32\\\"",
+            )
+            .replace("\\\"blocks\\\":[3,3,3]", "\\\"blocks\\\":[5,5,5]")
+    });
     let err = Checkpoint::from_bytes(&bad, &flex).unwrap_err().to_string();
     assert!(err.contains("do not fit `resnet32`"), "{err}");
+
+    // A network of a kind this build does not know (a newer trainer's, say) is named as such.
+    let alien = with_header(&bytes, |header| {
+        header.replace("\\\"kind\\\":\\\"resnet\\\"", "\\\"kind\\\":\\\"vit\\\"")
+    });
+    let err = Checkpoint::from_bytes(&alien, &flex)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("unknown network") && err.contains("`vit`"),
+        "{err}"
+    );
 
     let err = Checkpoint::from_bytes(b"\x00\x01garbage", &flex)
         .unwrap_err()
         .to_string();
     assert!(err.contains("not a SafeTensors file"), "{err}");
+}
+
+#[test]
+fn every_registered_network_is_of_a_known_kind() {
+    for (name, _) in MODELS {
+        let config = ModelConfig::from_name(name, &ModelOptions::default()).unwrap();
+        let json = serde_json::to_value(&config).unwrap();
+        let kind = json["net"]["kind"].as_str().unwrap();
+        assert!(
+            model::registry::NetConfig::KINDS.contains(&kind),
+            "{name}: kind `{kind}`"
+        );
+    }
 }
 
 const GRAD_CAM: model::cam::CamMethod = model::cam::CamMethod::GradCam;

@@ -2,7 +2,8 @@
 // downloaded browser). Serves the trunk output on loopback, feeds the page real CIFAR-10 test
 // images through its file input, and checks the prediction against the native Rust answer,
 // that a heat map was drawn, class choice, every explanation method, framing, opacity, bad input, the
-// gallery and the model switcher. Counts what the browser fetched before the first answer
+// gallery, the model switcher and the user's own checkpoints (dropped and picked; junk and
+// oversized files refused), which never leave the page. Counts what the browser fetched before the first answer
 // (gzip, as a web server sends it) against the page's budget. Prints the timings it saw.
 //
 // node browser.mjs --dist DIR --expected FILE --backend webgpu|cpu [--base /path/] [--offline] [--camera]
@@ -63,7 +64,9 @@ try {
   page.on("pageerror", (e) => log.push(`page error: ${e.message}`));
 
   let answered = false;
+  const sent = []; // requests that could carry a file away: none may be made
   page.on("request", (r) => {
+    if (r.method() !== "GET") sent.push(`${r.method()} ${r.url()}`);
     const url = new URL(r.url());
     if (url.origin === origin && url.pathname.startsWith(base)) {
       fetched.push([decodeURIComponent(url.pathname.slice(base.length)) || "index.html", answered]);
@@ -86,6 +89,25 @@ try {
     error: document.getElementById("message").classList.contains("error"),
   }));
   const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+  // The bars of page `p` against the native answer for an image: same top class, same
+  // probabilities.
+  const checkBars = async (p, image) => {
+    const shown = await p.$$eval("#bars li", (lis) => lis.map((li) => ({ index: Number(li.dataset.index),
+      name: li.dataset.class, probability: parseFloat(li.querySelector(".pct").textContent) / 100 })));
+    check(shown.length === image.top.length, `${image.file}: ${shown.length} bars, native Rust has ${image.top.length}`);
+    check(shown[0].index === image.top[0].index && shown[0].name === image.top[0].name,
+      `${image.file}: browser says ${shown[0].name}, native Rust says ${image.top[0].name}`);
+    shown.forEach(({ probability }, i) => check(Math.abs(probability - image.top[i].probability) < 0.011,
+      `${image.file}: bar ${i} ${probability} vs native ${image.top[i].probability}`));
+  };
+  // Opens the layer explorer and returns each layer's label and the colours of its maps.
+  const openExplorer = async () => {
+    await page.evaluate(() => { delete document.body.dataset.layers; });
+    await page.click("#inside summary");
+    await page.waitForFunction(() => document.body.dataset.layers !== undefined, null, { timeout: 60_000 });
+    return page.$$eval("#layers .layer", (ls) => ls.map((l) => [l.querySelector("p").textContent,
+      Array.from(l.querySelectorAll("canvas")).map((c) => new Set(Array.from(c.getContext("2d").getImageData(0, 0, c.width, c.height).data)).size)]));
+  };
 
   // Real CIFAR-10 test images through the file input of page `p`: same answer as the native
   // Rust code, a heat map drawn that changes with the image. Returns each image's time for
@@ -99,12 +121,7 @@ try {
       await settledOn(p, before);
       onAnswer();
       times.push(Number(await p.getAttribute("#timing", "data-infer")));
-      const shown = await p.$$eval("#bars li", (lis) => lis.map((li) => [Number(li.dataset.index), li.dataset.class,
-        parseFloat(li.querySelector(".pct").textContent) / 100]));
-      check(shown.length === 5, `${image.file}: ${shown.length} bars`);
-      check(shown[0][0] === image.top[0][0], `${image.file}: browser says ${shown[0][1]}, native Rust says ${image.top[0][1]}`);
-      shown.forEach(([, , prob], i) => check(Math.abs(prob - image.top[i][2]) < 0.011,
-        `${image.file}: bar ${i} ${prob} vs native ${image.top[i][2]}`));
+      await checkBars(p, image);
       const heat = await heatPixelsOf(p);
       check(heat !== null, `${image.file}: no heat map shown`);
       const reds = heat.filter((_, i) => i % 4 === 0);
@@ -116,6 +133,108 @@ try {
     }
     return { times, heat: previous };
   };
+
+  // The user's own networks: a trained checkpoint with other class names dropped on the page,
+  // an MLP (no spatial layers) picked with the file input; a junk file, an oversized one and
+  // one of an unknown network kind refused, the model in use kept.
+  // Each checkpoint is classified with and explained; nothing is fetched meanwhile (the files
+  // stay in the page). Ends back on the default model.
+  let yoursMs = 0;
+  const usersOwnNetworks = async () => {
+    const { mine, mlp } = expected.yours;
+    const t0 = Date.now();
+    const fetchedBefore = fetched.length;
+    const drop = (name, base64, size = 0) => page.evaluate(([name, base64, size]) => {
+      const data = new DataTransfer();
+      const bytes = base64 ? Uint8Array.from(atob(base64), (c) => c.charCodeAt(0)) : new Uint8Array(size);
+      data.items.add(new File([bytes], name));
+      document.getElementById("drop").dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+    }, [name, base64, size]);
+    const refused = async () => {
+      await page.waitForFunction(() => document.getElementById("message").classList.contains("error"));
+      const said = await message();
+      await page.evaluate(() => document.getElementById("message").classList.remove("error"));
+      return said.text;
+    };
+    const chosenModel = () => page.$eval("#model", (s) => s.selectedOptions[0].textContent);
+    const modelBefore = await chosenModel();
+
+    // Junk named like a checkpoint, and a file over 100 MB (refused by its size, unread).
+    await drop("junk.safetensors", Buffer.from("only text, not a checkpoint").toString("base64"));
+    let said = await refused();
+    check(/^junk\.safetensors: invalid checkpoint: not a SafeTensors file/.test(said) && /still using/.test(said), `junk: ${said}`);
+    // Junk under another name is neither a checkpoint nor an image.
+    await drop("junk.bin", Buffer.from("\x00\x01 not a checkpoint, not a picture").toString("base64"));
+    said = await refused();
+    check(/^dropped junk\.bin: .*not an image/.test(said), `junk.bin: ${said}`);
+    await drop("huge.safetensors", null, 101 * 2 ** 20);
+    said = await refused();
+    check(/^huge\.safetensors: the file is 106 MB; .*at most 100 MB/.test(said), `huge file: ${said}`);
+    // A cifar-burn checkpoint of a network kind this build does not know.
+    await drop("vit-tiny.safetensors", fs.readFileSync(expected.yours.unknown).toString("base64"));
+    said = await refused();
+    check(/^vit-tiny\.safetensors: invalid checkpoint: an unknown network: `vit-tiny` is of kind `vit`/.test(said) &&
+      /still using/.test(said), `unknown network: ${said}`);
+    check(await chosenModel() === modelBefore, `a refused file changed the model to ${await chosenModel()}`);
+
+    // A trained network under other class names, dropped: chosen, described from its file,
+    // classifying as natively, with the methods grid and the layer explorer.
+    let before = await runs();
+    await drop(mine.file, fs.readFileSync(mine.path).toString("base64"));
+    await settled(before);
+    said = await message();
+    check(!said.error && said.text === `${mine.file}: your model is loaded.`, `dropped checkpoint: ${said.text}`);
+    check(await chosenModel() === `your model: tiny-cnn (${mine.file})`, `model switcher: ${await chosenModel()}`);
+    const info = await page.textContent("#model-info");
+    check(info.includes(`Your model: tiny-cnn from ${mine.file}`) && info.includes("10 classes (Flugzeug, Auto") &&
+      info.includes("saved after epoch 7, 62.50 % validation accuracy"), `model info: ${info}`);
+    const picker = await page.$$eval("#explain option", (os) => os.slice(1).map((o) => o.textContent));
+    check(picker.join() === mine.classes.join(), `class picker: ${picker}`);
+    for (const image of mine.images) {
+      before = await runs();
+      await page.setInputFiles("#file", path.join(dist, "gallery", image.file));
+      await settled(before);
+      await checkBars(page, image);
+      check(await heatPixels() !== null, `${image.file}: no heat map with your model`);
+    }
+    before = await runs();
+    await page.click("#compare");
+    await settled(before);
+    const figures = await page.$$eval("#grid figure", (fs) => fs.length);
+    check(figures === 7 && !(await message()).error, `your model's grid: ${figures} pictures, ${(await message()).text}`);
+    const rows = await openExplorer();
+    check(rows.length === mine.layers && rows.every(([, maps]) => maps.some((colours) => colours > 2)),
+      `your model's layers: ${JSON.stringify(rows)}`);
+    await page.click("#inside summary");
+
+    // An MLP of three classes, picked: classified, and said to have nothing to explain.
+    before = await runs();
+    await page.setInputFiles("#file", mlp.path);
+    await settled(before);
+    check(await chosenModel() === `your model: mlp (${mlp.file})`, `model switcher: ${await chosenModel()}`);
+    check(/no spatial layers/.test(await page.textContent("#model-info")), "the MLP's missing heat map is not explained");
+    check(await page.$eval("#method", (m) => m.disabled) && await page.$eval("#compare", (c) => c.disabled),
+      "methods offered for the MLP");
+    before = await runs();
+    await page.setInputFiles("#file", path.join(dist, "gallery", mlp.image.file));
+    await settled(before);
+    check(!(await message()).error, `the MLP: ${(await message()).text}`);
+    await checkBars(page, mlp.image);
+    check(await heatPixels() === null, "a heat map shown for the MLP");
+    check((await openExplorer()).length === 0 && /no spatial layers/.test(await page.textContent("#layers")),
+      "the explorer does not say the MLP has no layers to show");
+    await page.click("#inside summary");
+    check(fetched.length === fetchedBefore, `fetched while using your networks: ${fetched.slice(fetchedBefore).map(([f]) => f)}`);
+
+    // Back to the shipped default: the methods return, and it answers as natively.
+    before = await runs();
+    await page.selectOption("#model", expected.model);
+    await settled(before);
+    check(!(await page.$eval("#method", (m) => m.disabled)), "methods still off after the MLP");
+    await checkBars(page, expected.images.find((image) => image.file === mlp.image.file));
+    yoursMs = Date.now() - t0;
+  };
+
 
   const t0 = Date.now();
   // The WebGPU run forces WebGPU: otherwise the page keeps whichever backend is faster.
@@ -190,9 +309,9 @@ try {
   if (previousHeat) {
     const other = expected.images.at(-1).top[1];
     before = await runs();
-    await page.selectOption("#explain", String(other[0]));
+    await page.selectOption("#explain", String(other.index));
     await settled(before);
-    check(await page.getAttribute("#bars", "data-explained") === other[1], "explained class not marked");
+    check(await page.getAttribute("#bars", "data-explained") === other.name, "explained class not marked");
     check((await heatPixels())?.join() !== previousHeat.join(), "explaining another class left the heat map unchanged");
     await page.selectOption("#explain", "");
   }
@@ -314,17 +433,15 @@ try {
   }
 
   // The layer explorer: every layer's shape and strongest channels, drawn; a click enlarges.
-  await page.evaluate(() => { delete document.body.dataset.layers; });
-  await page.click("#inside summary");
-  await page.waitForFunction(() => document.body.dataset.layers !== undefined, null, { timeout: 60_000 });
-  const rows = await page.$$eval("#layers .layer", (ls) => ls.map((l) => [l.querySelector("p").textContent,
-    Array.from(l.querySelectorAll("canvas")).map((c) => new Set(Array.from(c.getContext("2d").getImageData(0, 0, c.width, c.height).data)).size)]));
+  const rows = await openExplorer();
   check(rows.length === expected.layers, `${rows.length} layers shown, the model has ${expected.layers}`);
   check(rows.every(([label, maps]) => /: \d+×\d+×\d+/.test(label) && maps.length > 0), `layer rows: ${JSON.stringify(rows)}`);
   check(rows.every(([, maps]) => maps.some((colours) => colours > 2)), `blank feature maps: ${JSON.stringify(rows)}`);
   await page.click("#layers canvas >> nth=0");
   check(await page.$eval("#layers canvas >> nth=0", (c) => c.classList.contains("big")), "a click did not enlarge the map");
   await page.click("#inside summary");
+
+  await usersOwnNetworks();
 
   // Unforced, the page races the two backends on the first image and keeps the faster.
   if (backend === "webgpu") {
@@ -400,7 +517,8 @@ try {
   }
   console.log(`ok (${backend}): page ready in ${loadMs} ms (startup ${await page.getAttribute("body", "data-startup")} ms in page), ` +
     `inference + ${expected.method} first ${inferMs[0]} ms, median ${median(inferMs)} ms over ${inferMs.length} images, ` +
-    `tiny-cnn load ${modelLoadMs} ms`);
+    `tiny-cnn load ${modelLoadMs} ms, your networks ${yoursMs} ms`);
+  check(sent.length === 0, `the page sent requests other than GET: ${sent}`);
 } catch (e) {
   process.exitCode = 1;
   console.error(`FAIL (${backend}): ${e.message}`);

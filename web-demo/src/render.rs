@@ -2,7 +2,6 @@
 
 use image::RgbImage;
 use model::cam::heat_color;
-use serde::Serialize;
 
 /// RGBA bytes of an RGB picture (for `ImageData`).
 pub fn rgba(image: &RgbImage) -> Vec<u8> {
@@ -24,7 +23,7 @@ pub fn heat_rgba(heat: &[f32]) -> Vec<u8> {
 }
 
 /// One channel of a layer's activations, drawn in grey.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct FeatureMap {
     /// The channel's index in the layer.
     pub channel: usize,

@@ -1,15 +1,42 @@
-//! The page's interface to Rust (wasm32 only): `Demo` picks the device, loads a model, takes
-//! an image and answers with the top classes and a coloured heat map by the chosen class
-//! activation map method.
+//! The page's interface to Rust (wasm32 only): `Demo` picks the device, loads a model (shipped
+//! or the user's own checkpoint), takes an image and answers with the top classes and a heat
+//! map by the chosen class activation map method.
+//!
+//! Typed both ways: options arrive as string enums ([`Method`], [`Framing`]), answers leave as
+//! plain JavaScript objects (serde structs through `serde-wasm-bindgen`, their shapes declared
+//! in the TypeScript section below) and every picture as an `ImageData` of its own width and
+//! height.
 
 use burn::tensor::{Device, Tensor};
 use model::cam::CamMethod;
-use model::preprocess::Framing;
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use wasm_bindgen::prelude::*;
+use web_sys::ImageData;
 
-use crate::classify::{Answer, Classifier, Prepared, VIEW_SIDE, prepare};
-use crate::render::{FeatureMap, heat_rgba, rgba, strongest_maps};
+use crate::classify::{self, Answer, Classifier, FileKind, ModelSummary, Prepared, prepare};
+use crate::render::{heat_rgba, rgba, strongest_maps};
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &str = r#"
+/** A loaded model. */
+export interface ModelSummary {
+  architecture: string; parameters: number; classes: string[];
+  /** The layer the heat maps explain; null for a network without spatial layers (the MLP). */
+  camLayer: string | null; layers: string[];
+  epoch: number | null; valAccuracy: number | null;
+}
+/** A decoded image: its size, what was done to fit it, and what the network sees. */
+export interface ImageInfo { width: number; height: number; notes: string[]; view: ImageData; }
+export interface Ranked { index: number; name: string; probability: number; }
+/** A prediction and, when the network can be explained, one method's heat map. */
+export interface Explained {
+  top: Ranked[]; explained: number; layer: string | null; hasHeat: boolean;
+  heat: ImageData | null; method: Method | null; methodTitle: string | null;
+}
+export interface MethodInfo { name: Method; title: string; classSpecific: boolean; }
+export interface FeatureMap { channel: number; mean: number; image: ImageData; }
+export interface Layer { name: string; channels: number; height: number; width: number; maps: FeatureMap[]; }
+"#;
 
 /// Makes Rust panics readable in the browser console.
 #[wasm_bindgen(start)]
@@ -32,6 +59,90 @@ pub fn set_flex_kernels(nchw: bool) {
     burn_flex::set_nchw_kernels(nchw);
 }
 
+/// The largest file the page reads, in bytes: the page refuses larger ones by their size.
+#[wasm_bindgen]
+pub fn max_file_bytes() -> f64 {
+    classify::MAX_FILE_BYTES as f64
+}
+
+/// What a file holds, told by its first bytes (see [`FileKind`]).
+#[wasm_bindgen]
+pub enum Upload {
+    /// A picture to classify (or junk, which the image decoder refuses with its reason).
+    Image = "image",
+    /// A SafeTensors file: a checkpoint to load as the user's model.
+    Checkpoint = "checkpoint",
+}
+
+/// Sniffs a file's first bytes (9 are enough): an image or a checkpoint, whatever its name
+/// says.
+#[wasm_bindgen]
+pub fn upload_kind(head: &[u8]) -> Upload {
+    match FileKind::of(head) {
+        FileKind::Image => Upload::Image,
+        FileKind::Checkpoint => Upload::Checkpoint,
+    }
+}
+
+/// A class activation map method, by the name the manifest and the address (`?method=`) use.
+#[wasm_bindgen]
+#[derive(Clone, Copy, PartialEq)]
+pub enum Method {
+    /// Grad-CAM.
+    GradCam = "gradcam",
+    /// HiResCAM.
+    HiResCam = "hirescam",
+    /// Grad-CAM++.
+    GradCamPlusPlus = "gradcam++",
+    /// XGrad-CAM.
+    XGradCam = "xgradcam",
+    /// LayerCAM.
+    LayerCam = "layercam",
+    /// Eigen-CAM.
+    EigenCam = "eigencam",
+    /// Score-CAM.
+    ScoreCam = "scorecam",
+}
+
+impl Method {
+    fn of(method: CamMethod) -> Self {
+        match method {
+            CamMethod::GradCam => Self::GradCam,
+            CamMethod::HiResCam => Self::HiResCam,
+            CamMethod::GradCamPlusPlus => Self::GradCamPlusPlus,
+            CamMethod::XGradCam => Self::XGradCam,
+            CamMethod::LayerCam => Self::LayerCam,
+            CamMethod::EigenCam => Self::EigenCam,
+            CamMethod::ScoreCam => Self::ScoreCam,
+        }
+    }
+
+    fn cam(self) -> Result<CamMethod, JsError> {
+        CamMethod::ALL
+            .into_iter()
+            .find(|&m| Method::of(m) == self)
+            .ok_or_else(|| JsError::new("unknown method: use a name of cam_methods()"))
+    }
+}
+
+impl Serialize for Method {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let name = self
+            .cam()
+            .map_err(|_| <S::Error as serde::ser::Error>::custom("invalid method"))?;
+        serializer.serialize_str(name.name())
+    }
+}
+
+/// How a picture that is not square is made square.
+#[wasm_bindgen]
+pub enum Framing {
+    /// Its centre square.
+    Crop = "crop",
+    /// All of it, on grey.
+    Pad = "pad",
+}
+
 /// One page's model, image and device.
 #[wasm_bindgen]
 pub struct Demo {
@@ -45,36 +156,71 @@ pub struct Demo {
 struct ImageInfo<'a> {
     width: u32,
     height: u32,
-    view_side: u32,
     notes: &'a [String],
+    #[serde(with = "serde_wasm_bindgen::preserve")]
+    view: ImageData,
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Explained {
     #[serde(flatten)]
     answer: Answer,
-    heat_rgba: Vec<u8>,
-    /// The method's name (`gradcam`, …) and title (`Grad-CAM`, …).
-    method: &'static str,
-    method_title: &'static str,
+    /// The heat map at the network's input size; `None` when the network cannot be explained.
+    #[serde(serialize_with = "optional_image")]
+    heat: Option<ImageData>,
+    method: Option<Method>,
+    method_title: Option<&'static str>,
 }
 
 /// One layer's strongest feature maps.
 #[derive(Serialize)]
 struct Layer {
-    layer: String,
+    name: String,
     channels: usize,
     height: usize,
     width: usize,
     maps: Vec<FeatureMap>,
 }
 
+/// One channel of a layer, drawn in grey.
+#[derive(Serialize)]
+struct FeatureMap {
+    channel: usize,
+    mean: f32,
+    #[serde(with = "serde_wasm_bindgen::preserve")]
+    image: ImageData,
+}
+
 /// A method the page offers.
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct MethodInfo {
-    name: &'static str,
+    name: Method,
     title: &'static str,
     class_specific: bool,
+}
+
+fn optional_image<S: Serializer>(image: &Option<ImageData>, s: S) -> Result<S::Ok, S::Error> {
+    match image {
+        Some(image) => serde_wasm_bindgen::preserve::serialize(image, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// A plain JavaScript object of `value` (`null` for `None`, objects for maps).
+fn to_js(value: &impl Serialize) -> Result<JsValue, JsError> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| JsError::new(&format!("cannot hand the answer to the page: {e}")))
+}
+
+/// An `ImageData` of `width × height` RGBA bytes, copied out of the module's memory.
+fn image_data(rgba: &[u8], width: usize, height: usize) -> Result<ImageData, JsError> {
+    let pixels = js_sys::Uint8ClampedArray::new_with_length(rgba.len() as u32);
+    pixels.copy_from(rgba);
+    ImageData::new_with_js_u8_clamped_array_and_sh(&pixels, width as u32, height as u32)
+        .map_err(|e| JsError::new(&format!("cannot make a {width}×{height} picture: {e:?}")))
 }
 
 #[wasm_bindgen]
@@ -104,18 +250,18 @@ impl Demo {
         }
     }
 
-    /// The class activation map methods, as JSON `[{name, title, class_specific}]`, Grad-CAM
-    /// first.
-    pub fn cam_methods() -> Result<String, JsError> {
+    /// The class activation map methods, Grad-CAM first.
+    #[wasm_bindgen(unchecked_return_type = "MethodInfo[]")]
+    pub fn cam_methods() -> Result<JsValue, JsError> {
         let methods: Vec<MethodInfo> = CamMethod::ALL
             .iter()
-            .map(|m| MethodInfo {
-                name: m.name(),
+            .map(|&m| MethodInfo {
+                name: Method::of(m),
                 title: m.title(),
                 class_specific: m.is_class_specific(),
             })
             .collect();
-        Ok(serde_json::to_string(&methods)?)
+        to_js(&methods)
     }
 
     /// "WebGPU" or "CPU".
@@ -124,66 +270,63 @@ impl Demo {
         self.backend.clone()
     }
 
-    /// Loads a checkpoint file; returns its summary as JSON. The previous model stays
-    /// loaded when this fails.
-    pub fn load_model(&mut self, bytes: &[u8]) -> Result<String, JsError> {
+    /// Loads a checkpoint file (shipped, or the user's own: any network and classes the
+    /// trainer makes). The previous model stays loaded when this fails, and the error says
+    /// what is wrong with the file.
+    #[wasm_bindgen(unchecked_return_type = "ModelSummary")]
+    pub fn load_model(&mut self, bytes: &[u8]) -> Result<JsValue, JsError> {
         let classifier = Classifier::load(bytes, &self.device)?;
-        let summary = serde_json::to_string(&classifier.summary())?;
+        let summary: ModelSummary = classifier.summary();
+        let summary = to_js(&summary)?;
         self.classifier = Some(classifier);
         Ok(summary)
     }
 
-    /// Decodes and prepares an image file, made square as `framing` says (`crop`, the
-    /// default, or `pad`); returns its size and notes as JSON. The previous image stays when
-    /// this fails.
-    pub fn set_image(&mut self, bytes: &[u8], framing: Option<String>) -> Result<String, JsError> {
-        let framing: Framing = framing.as_deref().unwrap_or("crop").parse()?;
+    /// Decodes and prepares an image file, made square as `framing` says. The previous image
+    /// stays when this fails.
+    #[wasm_bindgen(unchecked_return_type = "ImageInfo")]
+    pub fn set_image(&mut self, bytes: &[u8], framing: Framing) -> Result<JsValue, JsError> {
+        let framing = match framing {
+            Framing::Crop => model::preprocess::Framing::Crop,
+            Framing::Pad => model::preprocess::Framing::Pad,
+            _ => return Err(JsError::new("framing is \"crop\" or \"pad\"")),
+        };
         let prepared = prepare(bytes, framing)?;
-        let info = serde_json::to_string(&ImageInfo {
+        let (width, height) = prepared.view.dimensions();
+        let info = to_js(&ImageInfo {
             width: prepared.width,
             height: prepared.height,
-            view_side: VIEW_SIDE,
             notes: &prepared.notes,
+            view: image_data(&rgba(&prepared.view), width as usize, height as usize)?,
         })?;
         self.prepared = Some(prepared);
         Ok(info)
     }
 
-    /// RGBA pixels of what the network sees, `VIEW_SIDE` square.
-    pub fn view_rgba(&self) -> Vec<u8> {
-        self.prepared
-            .as_ref()
-            .map(|p| rgba(&p.view))
-            .unwrap_or_default()
-    }
-
-    /// Classifies the image and explains `class` (the top class when absent) by `method`
-    /// (a name of [`Demo::cam_methods`]; Grad-CAM when absent). Resolves to JSON: `top`
-    /// `[index, name, probability]`, `explained`, `layer`, `has_heat`, `method`,
-    /// `method_title` and `heat_rgba` (32 × 32 RGBA).
-    pub fn explain(&self, class: Option<u32>, method: Option<String>) -> js_sys::Promise {
-        let methods = match method.as_deref().unwrap_or("gradcam").parse::<CamMethod>() {
+    /// Classifies the image and explains `class` (the top class when absent) by `method`.
+    /// A network without a layer to explain (the MLP) answers with the ranking alone.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Explained>")]
+    pub fn explain(&self, class: Option<u32>, method: Method) -> js_sys::Promise {
+        let methods = match method.cam() {
             Ok(method) => vec![method],
-            Err(e) => return js_sys::Promise::reject(&JsError::from(e).into()),
+            Err(e) => return js_sys::Promise::reject(&e.into()),
         };
-        self.run(class, methods, |mut explained| {
-            Ok(serde_json::to_string(&explained.remove(0))?)
-        })
+        self.run(class, methods, |mut explained| to_js(&explained.remove(0)))
     }
 
     /// [`Demo::explain`] by every method at once, from one forward and backward pass (plus
-    /// Score-CAM's). Resolves to a JSON array of what `explain` gives, in the order of
-    /// [`Demo::cam_methods`].
+    /// Score-CAM's), in the order of [`Demo::cam_methods`].
+    #[wasm_bindgen(unchecked_return_type = "Promise<Explained[]>")]
     pub fn explain_all(&self, class: Option<u32>) -> js_sys::Promise {
         self.run(class, CamMethod::ALL.to_vec(), |explained| {
-            Ok(serde_json::to_string(&explained)?)
+            to_js(&explained)
         })
     }
 
     /// The feature maps of every layer for the current image, input to output, without
-    /// blocking. Resolves to JSON `[{layer, channels, height, width, maps}]`, `maps` the
-    /// `per_layer` channels with the highest mean activation, strongest first (`channel`,
-    /// `mean`, `rgba`).
+    /// blocking: each layer's `per_layer` channels with the highest mean activation,
+    /// strongest first. None for a network without spatial layers.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Layer[]>")]
     pub fn feature_maps(&self, per_layer: u32) -> js_sys::Promise {
         let work = (self.classifier.clone(), self.prepared.clone());
         wasm_bindgen_futures::future_to_promise(async move {
@@ -191,30 +334,38 @@ impl Demo {
                 return Err(JsError::new("load a model and an image first").into());
             };
             let mut layers = Vec::new();
-            for (layer, activations) in classifier.all_activations(&prepared) {
+            for (name, activations) in classifier.all_activations(&prepared) {
                 let [_, channels, height, width] = activations.dims();
                 let values = read(activations).await?;
+                let maps = strongest_maps(&values, (channels, height, width), per_layer as usize)
+                    .into_iter()
+                    .map(|map| {
+                        Ok(FeatureMap {
+                            channel: map.channel,
+                            mean: map.mean,
+                            image: image_data(&map.rgba, width, height)?,
+                        })
+                    })
+                    .collect::<Result<_, JsError>>()?;
                 layers.push(Layer {
-                    maps: strongest_maps(&values, (channels, height, width), per_layer as usize),
-                    layer,
+                    name,
                     channels,
                     height,
                     width,
+                    maps,
                 });
             }
-            Ok(JsValue::from_str(
-                &serde_json::to_string(&layers).map_err(JsError::from)?,
-            ))
+            Ok(to_js(&layers)?)
         })
     }
 
     /// Explains the current image by `methods` without blocking; `answer` turns the results
-    /// into the JSON the promise resolves to.
+    /// into what the promise resolves to.
     fn run(
         &self,
         class: Option<u32>,
         methods: Vec<CamMethod>,
-        answer: impl FnOnce(Vec<Explained>) -> Result<String, JsError> + 'static,
+        answer: impl FnOnce(Vec<Explained>) -> Result<JsValue, JsError> + 'static,
     ) -> js_sys::Promise {
         // Own copies, so the page may change model or image while this runs.
         let work = (self.classifier.clone(), self.prepared.clone());
@@ -223,10 +374,18 @@ impl Demo {
             let (Some(classifier), Some(prepared)) = work else {
                 return Err(JsError::new("load a model and an image first").into());
             };
-            match explain(&classifier, &prepared, class, &methods).await {
-                Ok(explained) => Ok(JsValue::from_str(&answer(explained)?)),
-                Err(e) => Err(e.into()),
-            }
+            let explained = if classifier.can_explain() {
+                explain(&classifier, &prepared, class, &methods).await?
+            } else if methods.len() == 1 {
+                vec![unexplained(&classifier, &prepared, class).await?]
+            } else {
+                let name = classifier.summary().architecture;
+                return Err(JsError::new(&format!(
+                    "`{name}` has no spatial layers, so no method can explain it"
+                ))
+                .into());
+            };
+            Ok(answer(explained)?)
         })
     }
 }
@@ -247,19 +406,35 @@ async fn explain(
     for &method in methods {
         let cam = match method {
             CamMethod::ScoreCam => {
-                let scores = read(classifier.score_cam_tensor(prepared, &inputs)?).await?;
-                inputs.score_cam(&scores)?
+                let logits = classifier.score_cam_tensor(prepared, &inputs)?;
+                inputs.score_cam(&read(logits).await?)?
             }
             other => inputs.cam(other)?,
         };
+        let side = model::IMAGE_SIZE;
         explained.push(Explained {
             answer: Answer::new(&cam, classifier.classes()),
-            heat_rgba: heat_rgba(&cam.heat),
-            method: method.name(),
-            method_title: method.title(),
+            heat: Some(image_data(&heat_rgba(&cam.heat), side, side)?),
+            method: Some(Method::of(method)),
+            method_title: Some(method.title()),
         });
     }
     Ok(explained)
+}
+
+/// The prediction alone, for a network without a layer to explain.
+async fn unexplained(
+    classifier: &Classifier,
+    prepared: &Prepared,
+    class: Option<usize>,
+) -> Result<Explained, JsError> {
+    let probabilities = read(classifier.probabilities_tensor(prepared)).await?;
+    Ok(Explained {
+        answer: Answer::unexplained(&probabilities, class, classifier.classes())?,
+        heat: None,
+        method: None,
+        method_title: None,
+    })
 }
 
 /// Reads a tensor back without blocking (WebGPU in a browser cannot block).
