@@ -40,7 +40,6 @@ sys.path.insert(0, str(ROOT / "export"))
 import torch_models  # noqa: E402
 
 IMAGES = 3
-RECORD = 3073
 LIBRARY = "pytorch-grad-cam 1.5.7"
 
 # The Rust method names (`CamMethod::name`) and the library's classes.
@@ -62,16 +61,6 @@ def target_layer(model: str, net: torch.nn.Module) -> tuple[str, torch.nn.Module
     if model == "resnet20":
         return "layer3", net.stages[2][-1]
     raise ValueError(f"no CAM layer known for {model}")
-
-
-def sample_images(normalization: dict) -> torch.Tensor:
-    """The first `IMAGES` images of data/sample/test_batch.bin, normalised, float32."""
-    data = (ROOT / "data/sample/test_batch.bin").read_bytes()[: IMAGES * RECORD]
-    rows = [list(data[i * RECORD + 1 : (i + 1) * RECORD]) for i in range(IMAGES)]
-    pixels = torch.tensor(rows, dtype=torch.float64).reshape(IMAGES, 3, 32, 32) / 255.0
-    mean = torch.tensor(normalization["mean"], dtype=torch.float64).reshape(1, 3, 1, 1)
-    std = torch.tensor(normalization["std"], dtype=torch.float64).reshape(1, 3, 1, 1)
-    return ((pixels - mean) / std).float()
 
 
 def layer_map(method, net, layer, image: torch.Tensor, target: int, name: str) -> np.ndarray:
@@ -103,7 +92,7 @@ def main() -> int:
         net, meta = torch_models.load_exported(file)
         net = net.float().eval()
         layer_name, layer = target_layer(meta["model"], net)
-        images = sample_images(meta["normalization"])
+        images = torch_models.sample_images(meta["normalization"], IMAGES).float()
         entries = []
         for i in range(IMAGES):
             image = images[i : i + 1]

@@ -28,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "export"))
 import torch_models  # noqa: E402
-from pytorch_fixture import IMAGES, sample_images  # noqa: E402
+from pytorch_fixture import IMAGES  # noqa: E402
 
 NORMALIZATION = {"mean": [0.49, 0.48, 0.45], "std": [0.25, 0.24, 0.26]}
 RESNET8 = {"kind": "resnet", "widths": [16, 32, 64], "blocks": [1, 1, 1], "bottleneck": False}
@@ -59,7 +59,7 @@ def torchvision_name(name: str) -> str:
 
 def write(folder: Path, stem: str, net: torch.nn.Module, save) -> None:
     with torch.no_grad():
-        logits = net.double()(sample_images(NORMALIZATION))
+        logits = net.double()(torch_models.sample_images(NORMALIZATION, IMAGES))
     net.float()
     save(folder / f"{stem}.pth")
     fixture = {

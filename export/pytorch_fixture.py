@@ -22,17 +22,6 @@ sys.path.insert(0, str(ROOT / "export"))
 import torch_models  # noqa: E402
 
 IMAGES = 8
-RECORD = 3073
-
-
-def sample_images(normalization: dict) -> torch.Tensor:
-    """The first `IMAGES` images of data/sample/test_batch.bin, normalised."""
-    data = (ROOT / "data/sample/test_batch.bin").read_bytes()[: IMAGES * RECORD]
-    rows = [list(data[i * RECORD + 1 : (i + 1) * RECORD]) for i in range(IMAGES)]
-    pixels = torch.tensor(rows, dtype=torch.float64).reshape(IMAGES, 3, 32, 32) / 255.0
-    mean = torch.tensor(normalization["mean"], dtype=torch.float64).reshape(1, 3, 1, 1)
-    std = torch.tensor(normalization["std"], dtype=torch.float64).reshape(1, 3, 1, 1)
-    return (pixels - mean) / std
 
 
 def main() -> int:
@@ -42,7 +31,7 @@ def main() -> int:
         net, meta = torch_models.load_exported(file)
         state, _ = torch_models.read_safetensors(file)
         with torch.no_grad():
-            logits = net.double()(sample_images(meta["normalization"]))
+            logits = net.double()(torch_models.sample_images(meta["normalization"], IMAGES))
         fixture[meta["model"]] = {
             "tensors": {name: list(t.shape) for name, t in sorted(state.items())},
             "logits": [round(v, 7) for v in logits.flatten().tolist()],

@@ -28,11 +28,25 @@ from __future__ import annotations
 import json
 import struct
 import sys
+from pathlib import Path
 
 import torch
 from torch import nn
 
 NUM_CLASSES = 10  # what a net config that names no "classes" predicts (CIFAR-10)
+SAMPLE_TEST_BATCH = Path(__file__).resolve().parent.parent / "data/sample/test_batch.bin"
+RECORD = 3073  # a label byte, then 3 x 32 x 32 pixel bytes
+
+
+def sample_images(normalization: dict, count: int) -> torch.Tensor:
+    """The first `count` images of the committed sample's test batch, normalised as
+    `normalization` (`mean`, `std`) says, in float64."""
+    data = SAMPLE_TEST_BATCH.read_bytes()[: count * RECORD]
+    rows = [list(data[i * RECORD + 1 : (i + 1) * RECORD]) for i in range(count)]
+    pixels = torch.tensor(rows, dtype=torch.float64).reshape(count, 3, 32, 32) / 255.0
+    mean = torch.tensor(normalization["mean"], dtype=torch.float64).reshape(1, 3, 1, 1)
+    std = torch.tensor(normalization["std"], dtype=torch.float64).reshape(1, 3, 1, 1)
+    return (pixels - mean) / std
 IMAGE_SIZE = 32
 
 # Trainable parameters (weights, biases, batch-norm gamma/beta; no running statistics), as

@@ -140,12 +140,12 @@ impl ModuleMapper for Blend<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use burn::tensor::Device;
 
     /// Every float tensor of `model`, flattened, in visiting order.
-    fn values(model: &Model) -> Vec<Vec<f32>> {
+    pub(crate) fn values(model: &Model) -> Vec<Vec<f32>> {
         struct Collect(Vec<Vec<f32>>);
         impl ModuleVisitor for Collect {
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {

@@ -427,7 +427,7 @@ impl Trainer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::module::{ModuleVisitor, Param};
+    use crate::train::lookahead::tests::values;
     use model::IMAGE_VALUES;
     use rand::{Rng, SeedableRng};
 
@@ -462,26 +462,6 @@ mod tests {
             targets,
             classes: 10,
         }
-    }
-
-    /// Every float tensor of `model`, flattened, in visiting order.
-    fn values(model: &Model) -> Vec<Vec<f32>> {
-        struct Collect(Vec<Vec<f32>>);
-        impl ModuleVisitor for Collect {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                self.0.push(
-                    param
-                        .val()
-                        .into_data()
-                        .convert::<f32>()
-                        .try_to_vec::<f32>()
-                        .unwrap(),
-                );
-            }
-        }
-        let mut collect = Collect(Vec::new());
-        model.visit(&mut collect);
-        collect.0
     }
 
     /// A trainer of `network` with SGD, steps of 4 per epoch and 8 in all, and `flags`.
