@@ -20,16 +20,17 @@ import sys
 from pathlib import Path
 
 
-def read_run(folder: Path) -> tuple[list[dict], dict]:
+def read_run(folder: Path) -> tuple[list[dict], dict | None]:
     """The per-epoch rows of `metrics.csv` (numbers as floats, empty cells as None) and
-    `summary.json` of a run folder."""
+    `summary.json` of a run folder (None while the run has not finished)."""
     rows = []
     with open(folder / "metrics.csv", newline="") as f:
         for row in csv.DictReader(f):
             rows.append({k: (float(v) if v not in ("", None) else None) for k, v in row.items()})
     if not rows or any(r.get("test_accuracy") is None for r in rows):
         sys.exit(f"{folder}: metrics.csv has no per-epoch test accuracy (train with --test-each-epoch)")
-    summary = json.loads((folder / "summary.json").read_text())
+    summary_file = folder / "summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.exists() else None
     return rows, summary
 
 
@@ -56,6 +57,8 @@ def main() -> None:
     parser.add_argument("pytorch", type=Path, help="the reference's output folder")
     parser.add_argument("--targets", default="0.90,0.93", help="accuracies to time (0–1, comma-separated)")
     parser.add_argument("--png", type=Path, help="write both curves here")
+    parser.add_argument("--x", choices=["time", "epoch"], default="time",
+                        help="the picture's horizontal axis (epoch: for runs timed on a busy machine)")
     args = parser.parse_args()
 
     runs = {"trainer": read_run(args.trainer), "pytorch": read_run(args.pytorch)}
@@ -75,13 +78,18 @@ def main() -> None:
             f"{100 * t:.0f} % in {s:.0f} s" if (s := time_to(rows, t)) is not None else f"{100 * t:.0f} % never"
             for t in targets
         )
+        if summary is None:
+            print(f"{name}: unfinished after {len(rows)} epochs "
+                  f"({100 * rows[-1]['test_accuracy']:.2f}%), {elapsed(rows)[-1]:.0f} s of training; {times}")
+            continue
         print(
             f"{name}: final {100 * summary['test_accuracy']:.2f}% with {summary.get('test_tta', '?')} "
             f"(last epoch without: {100 * rows[-1]['test_accuracy']:.2f}%), "
             f"{elapsed(rows)[-1]:.0f} s of training; {times}"
         )
-    gap = runs["trainer"][1]["test_accuracy"] - runs["pytorch"][1]["test_accuracy"]
-    print(f"trainer − pytorch, final: {100 * gap:+.2f} points")
+    if all(summary is not None for _, summary in runs.values()):
+        gap = runs["trainer"][1]["test_accuracy"] - runs["pytorch"][1]["test_accuracy"]
+        print(f"trainer − pytorch, final: {100 * gap:+.2f} points")
 
     if args.png:
         import matplotlib
@@ -91,10 +99,12 @@ def main() -> None:
 
         fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
         for name, (rows, summary) in runs.items():
-            ax.plot(elapsed(rows), [100 * r["test_accuracy"] for r in rows], marker="o", label=name)
-            ax.scatter([elapsed(rows)[-1]], [100 * summary["test_accuracy"]], marker="*", s=120,
-                       label=f"{name}, test-time augmentation")
-        ax.set_xlabel("training time (s)")
+            xs = elapsed(rows) if args.x == "time" else [i + 1 for i in range(len(rows))]
+            ax.plot(xs, [100 * r["test_accuracy"] for r in rows], marker="o", label=name)
+            if summary is not None:
+                ax.scatter([xs[-1]], [100 * summary["test_accuracy"]], marker="*", s=120,
+                           label=f"{name}, test-time augmentation")
+        ax.set_xlabel("training time (s)" if args.x == "time" else "epoch")
         ax.set_ylabel("test accuracy (%)")
         ax.set_ylim(bottom=max(0, min(100 * r["test_accuracy"] for rows, _ in runs.values() for r in rows) - 5))
         ax.grid(alpha=0.3)
