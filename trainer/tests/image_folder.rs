@@ -180,6 +180,27 @@ fn an_image_folder_is_read_once_cached_checked_and_trained_on() {
 }
 
 /// Writes image `i` of `set` as a 32 × 32 PNG `dir/<name>/<i>.png`.
+/// `trainer eval` of `checkpoint` on the data in `data`, on Flex, writing into `out`.
+fn evaluate(checkpoint: &Path, data: &Path, out: &Path) -> anyhow::Result<()> {
+    trainer::cmd::eval::run(&EvalArgs {
+        checkpoint: CheckpointArg {
+            checkpoint: checkpoint.to_path_buf(),
+        },
+        data: DataArg {
+            data_dir: Some(data.to_path_buf()),
+        },
+        backend: BackendArg {
+            backend: Backend::Flex,
+        },
+        batch_size: 64,
+        tta: Default::default(),
+        out: OutputArg {
+            out: Some(out.to_path_buf()),
+        },
+    })
+    .map(drop)
+}
+
 fn save_as(set: &CifarSet, i: usize, dir: &Path, name: &str) {
     std::fs::create_dir_all(dir.join(name)).unwrap();
     rgb_picture(set.image(i))
@@ -262,23 +283,7 @@ fn a_folder_of_other_classes_trains_a_network_that_names_them() {
 
     // Evaluated, the class names survive per_class.csv and the run's report reads them back.
     let run_eval = outcome.run_dir.join("eval");
-    trainer::cmd::eval::run(&EvalArgs {
-        checkpoint: CheckpointArg {
-            checkpoint: checkpoint.clone(),
-        },
-        data: DataArg {
-            data_dir: Some(root.clone()),
-        },
-        backend: BackendArg {
-            backend: Backend::Flex,
-        },
-        batch_size: 64,
-        tta: Default::default(),
-        out: OutputArg {
-            out: Some(run_eval.clone()),
-        },
-    })
-    .unwrap();
+    evaluate(&checkpoint, &root, &run_eval).unwrap();
     let mut per_class = csv::Reader::from_path(run_eval.join("per_class.csv")).unwrap();
     let rows: Vec<csv::StringRecord> = per_class.records().map(Result::unwrap).collect();
     assert_eq!(&rows[0][0], "boat,ship");
@@ -319,22 +324,11 @@ fn a_folder_of_other_classes_trains_a_network_that_names_them() {
     // A CIFAR-10 network cannot be evaluated on these classes: the error says why.
     let err = format!(
         "{:#}",
-        trainer::cmd::eval::run(&EvalArgs {
-            checkpoint: CheckpointArg {
-                checkpoint: sample().join("../../weights/tiny-cnn.safetensors"),
-            },
-            data: DataArg {
-                data_dir: Some(root.clone()),
-            },
-            backend: BackendArg {
-                backend: Backend::Flex,
-            },
-            batch_size: 64,
-            tta: Default::default(),
-            out: OutputArg {
-                out: Some(root.join("eval")),
-            },
-        })
+        evaluate(
+            &sample().join("../../weights/tiny-cnn.safetensors"),
+            &root,
+            &root.join("eval"),
+        )
         .unwrap_err()
     );
     assert!(
