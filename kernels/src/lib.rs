@@ -11,7 +11,9 @@
 //! - 2-D max pooling with the indices of the maxima ([`max_pool2d`],
 //!   [`max_pool2d_with_indices`], [`max_pool2d_backward`]);
 //! - ReLU and its backward pass in parallel chunks ([`relu`], [`relu_in_place`],
-//!   [`relu_backward`], [`relu_backward_in_place`]).
+//!   [`relu_backward`], [`relu_backward_in_place`]);
+//! - GELU and its backward pass for f32 in parallel chunks, vectorized ([`gelu`],
+//!   [`gelu_backward`]).
 //!
 //! Every function takes contiguous row-major NCHW data as slices of f32 or f64 ([`Scalar`])
 //! with its sizes in a plain struct, and returns new vectors (ReLU also works in place). The
@@ -30,6 +32,7 @@ extern crate alloc;
 
 mod batch_norm;
 mod conv2d;
+mod gelu;
 mod max_pool2d;
 mod relu;
 
@@ -39,6 +42,7 @@ pub use batch_norm::{BatchNormDims, batch_norm_backward, batch_norm_inference, b
 pub use conv2d::{
     Conv2dGeometry, Conv2dOptions, conv2d, conv2d_bias_grad, conv2d_weight_grad, conv2d_x_grad,
 };
+pub use gelu::{gelu, gelu_backward};
 pub use max_pool2d::{MaxPool2dOptions, max_pool2d, max_pool2d_backward, max_pool2d_with_indices};
 pub use relu::{relu, relu_backward, relu_backward_in_place, relu_in_place};
 
@@ -68,6 +72,24 @@ pub(crate) fn uninit_vec<T: Copy>(len: usize) -> Vec<T> {
         v.set_len(len);
     }
     v
+}
+
+/// Elements per task: large enough that dispatch costs nothing, small enough to balance.
+#[cfg(feature = "rayon")]
+const CHUNK: usize = 1 << 15;
+
+/// `f(start, chunk)` for consecutive chunks of `out` (`start` is the chunk's offset), in
+/// parallel where rayon is on.
+pub(crate) fn for_each_chunk<T: Send>(out: &mut [T], f: impl Fn(usize, &mut [T]) + Send + Sync) {
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        out.par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(i, chunk)| f(i * CHUNK, chunk));
+    }
+    #[cfg(not(feature = "rayon"))]
+    f(0, out);
 }
 
 /// `f(c)` for every channel, in parallel where rayon is on.

@@ -10,25 +10,7 @@
 
 use alloc::vec::Vec;
 
-use crate::{Scalar, uninit_vec};
-
-/// Elements per task: large enough that dispatch costs nothing, small enough to balance.
-#[cfg(feature = "rayon")]
-const CHUNK: usize = 1 << 15;
-
-/// `f(start, chunk)` for consecutive chunks of `out` (`start` is the chunk's offset), in
-/// parallel where rayon is on.
-fn for_each_chunk<T: Send>(out: &mut [T], f: impl Fn(usize, &mut [T]) + Send + Sync) {
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        out.par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(i, chunk)| f(i * CHUNK, chunk));
-    }
-    #[cfg(not(feature = "rayon"))]
-    f(0, out);
-}
+use crate::{Scalar, for_each_chunk, uninit_vec};
 
 /// Whether ReLU passes `x` (and its gradient) through: positive or NaN.
 fn passes<T: Scalar>(x: T) -> bool {

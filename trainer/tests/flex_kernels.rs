@@ -1,7 +1,8 @@
 //! The NCHW kernels of the patched Flex backend (`patches/burn-flex`) compute the right
 //! gradients: resnet20's first training step on real CIFAR images matches PyTorch's float64
 //! gradients of the same network, weights and images (a committed fixture made by
-//! `export/gradient_reference.py`), and basic-cnn trains 50 steps like Flex's generic route.
+//! `export/gradient_reference.py`), basic-cnn trains 50 steps like Flex's generic route, and
+//! the vectorized GELU (airbench's activation) matches Flex's scalar one.
 //!
 //! The kernel switch is global to the process, so this file is its own test binary and its
 //! tests take a lock.
@@ -11,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, SgdConfig, momentum::MomentumConfig};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use model::{ModelConfig, ModelOptions, Normalization};
 use serde_json::{Map, Value, json};
 use trainer::data::CifarSet;
@@ -303,4 +304,42 @@ fn nchw_kernels_train_basic_cnn_like_the_generic_route() {
         logit_gap <= 4.0 * logit_noise.max(1e-4),
         "logits {fast_logits:?} vs {plain_logits:?}"
     );
+}
+
+/// `gelu(x)` and its input gradient for `x` of `len` values spread over [-10, 10], with the
+/// kernels on or off.
+fn gelu_and_gradient(len: usize, nchw: bool) -> (Vec<f32>, Vec<f32>) {
+    burn_flex::set_nchw_kernels(nchw);
+    let device = Device::flex().autodiff();
+    let values: Vec<f32> = (0..len)
+        .map(|i| ((i * 37) % 2001) as f32 / 100.0 - 10.0)
+        .collect();
+    let x = Tensor::<1>::from_data(TensorData::new(values.clone(), [len]), &device).require_grad();
+    let y = burn::tensor::activation::gelu(x.clone());
+    // Weights on the output so that the gradient differs from element to element.
+    let weights = Tensor::<1>::from_data(TensorData::new(values, [len]), &device);
+    let grads = (y.clone() * weights).sum().backward();
+    let dx = x.grad(&grads).expect("x requires its gradient");
+    burn_flex::set_nchw_kernels(true);
+    (
+        y.into_data().try_into_vec().unwrap(),
+        dx.into_data().try_into_vec().unwrap(),
+    )
+}
+
+#[test]
+fn vectorized_gelu_matches_flex_scalar_gelu() {
+    let _lock = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
+    // Above the size from which the kernels take element-wise operations (256 Ki).
+    let len = 300_000;
+    let (y, dx) = gelu_and_gradient(len, true);
+    let (want_y, want_dx) = gelu_and_gradient(len, false);
+    for (got, want) in [(&y, &want_y), (&dx, &want_dx)] {
+        assert_eq!(got.len(), len);
+        for (&a, &b) in got.iter().zip(want) {
+            assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}");
+        }
+    }
+    // The two routes differ in their last bits somewhere, so the kernels' route did run.
+    assert_ne!(y, want_y, "the kernels' GELU was not taken");
 }

@@ -76,6 +76,10 @@ impl ActivationOps<Flex> for Flex {
     }
 
     fn gelu(tensor: FloatTensor<Flex>) -> FloatTensor<Flex> {
+        let tensor = match nchw::gelu(tensor) {
+            Ok(y) => return y,
+            Err(tensor) => tensor,
+        };
         // 0.5 * x * (1 + erf(x / sqrt(2)))
         use crate::ops::unary::{erf_f32, erf_f64};
         let sqrt2_f32: f32 = core::f32::consts::SQRT_2;
@@ -88,6 +92,10 @@ impl ActivationOps<Flex> for Flex {
     }
 
     fn gelu_backward(x: FloatTensor<Flex>, grad: FloatTensor<Flex>) -> FloatTensor<Flex> {
+        let grad = match nchw::gelu_backward(&x, grad) {
+            Ok(x_grad) => return x_grad,
+            Err(grad) => grad,
+        };
         // d/dx[gelu(x)] = 0.5 * (1 + erf(x/sqrt(2))) + x * (1/sqrt(2*pi)) * exp(-x^2/2)
         use crate::ops::unary::{erf_f32, erf_f64};
         let sqrt2_f32: f32 = core::f32::consts::SQRT_2;

@@ -1,6 +1,6 @@
 //! Flex's side of the NCHW training kernels of the `nchw-kernels` crate (`kernels/` in the
-//! cifar-burn repository): 2-D convolution and its gradients, batch norm, 2-D max pooling and
-//! ReLU over contiguous slices. This file only converts tensors to slices and back and holds
+//! cifar-burn repository): 2-D convolution and its gradients, batch norm, 2-D max pooling,
+//! ReLU and GELU over contiguous slices. This file only converts tensors to slices and back and holds
 //! the switch between those kernels and Flex's generic route; `module.rs` and `activation.rs`
 //! call it first and take their own route where it answers `None` (or gives the tensor back).
 //!
@@ -395,8 +395,8 @@ pub(crate) fn max_pool2d_backward(
     Some(FlexTensor::new(dx, Layout::contiguous(shape), x.dtype()))
 }
 
-/// Whether the parallel ReLU takes a tensor of this layout and dtype: contiguous f32 or f64
-/// of at least [`PARALLEL_THRESHOLD`](super::PARALLEL_THRESHOLD) elements, with rayon.
+/// Whether the parallel ReLU (and, for f32, GELU) takes a tensor of this layout and dtype:
+/// contiguous f32 or f64 of at least [`PARALLEL_THRESHOLD`](super::PARALLEL_THRESHOLD) elements, with rayon.
 fn relu_applies(t: &FlexTensor) -> bool {
     #[cfg(feature = "rayon")]
     let large = t.layout().num_elements() >= super::PARALLEL_THRESHOLD;
@@ -469,6 +469,27 @@ pub(crate) fn relu_backward(
         DType::F32 => run::<f32>(output, grad),
         _ => run::<f64>(output, grad),
     })
+}
+
+/// GELU of a tensor the parallel ReLU would take, if it is f32 (vectorized `erf`), or
+/// `Err(x)` where Flex's own operation takes it.
+pub(crate) fn gelu(x: FlexTensor) -> Result<FlexTensor, FlexTensor> {
+    if !relu_applies(&x) || x.dtype() != DType::F32 {
+        return Err(x);
+    }
+    let y = nchw_kernels::gelu(elements::<f32>(&x));
+    Ok(tensor(y, x.layout().shape().to_vec(), DType::F32))
+}
+
+/// The gradient of GELU from its input and the output gradient, for the tensors [`gelu`]
+/// takes, or `Err(grad)` where Flex's own operation takes them.
+pub(crate) fn gelu_backward(x: &FlexTensor, grad: FlexTensor) -> Result<FlexTensor, FlexTensor> {
+    let applies = |t: &FlexTensor| relu_applies(t) && t.dtype() == DType::F32;
+    if !applies(x) || !applies(&grad) || x.layout().shape() != grad.layout().shape() {
+        return Err(grad);
+    }
+    let dx = nchw_kernels::gelu_backward(elements::<f32>(x), elements::<f32>(&grad));
+    Ok(tensor(dx, grad.layout().shape().to_vec(), DType::F32))
 }
 
 #[cfg(test)]
