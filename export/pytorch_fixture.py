@@ -3,7 +3,7 @@
 `strict=True`) and records the state dict's names and shapes and the logits of the first
 images of the committed sample's test batch, normalised as the file's metadata says.
 
-    for m in tiny-cnn basic-cnn resnet20 airbench93; do
+    for m in tiny-cnn basic-cnn resnet20 airbench93 airbench94; do
       target/release/trainer export -c weights/$m.safetensors -o /tmp/exp/$m.safetensors
     done
     python export/pytorch_fixture.py trainer/tests/fixtures/pytorch_export.json /tmp/exp/*.safetensors

@@ -57,7 +57,13 @@ fn shipped_weights_export_to_the_pytorch_twins() {
     let test = CifarSet::test(&sample()).unwrap();
     let pixels = &test.pixels[..images * IMAGE_VALUES];
     let dir = temp("export");
-    for name in ["tiny-cnn", "basic-cnn", "resnet20", "airbench93"] {
+    for name in [
+        "tiny-cnn",
+        "basic-cnn",
+        "resnet20",
+        "airbench93",
+        "airbench94",
+    ] {
         let weights = root().join("weights").join(format!("{name}.safetensors"));
         let out = run(&ExportArgs {
             checkpoint: CheckpointArg {
