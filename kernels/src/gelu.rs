@@ -12,6 +12,8 @@
 
 use alloc::vec::Vec;
 
+use num_traits::Float;
+
 use crate::{for_each_chunk, uninit_vec};
 
 /// `erf(x)` for f32: `x · P(x²) / Q(x²)`, and ±1 from |x| = 3.92 on (where f32 rounds
@@ -36,8 +38,12 @@ fn erf(x: f32) -> f32 {
     ];
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
-    let p = P[1..].iter().fold(P[0], |acc, &c| acc.mul_add(x2, c));
-    let q = Q[1..].iter().fold(Q[0], |acc, &c| acc.mul_add(x2, c));
+    let p = P[1..]
+        .iter()
+        .fold(P[0], |acc, &c| Float::mul_add(acc, x2, c));
+    let q = Q[1..]
+        .iter()
+        .fold(Q[0], |acc, &c| Float::mul_add(acc, x2, c));
     let fit = x * p / q;
     if x.abs() >= 3.92 {
         1.0f32.copysign(x)
@@ -53,8 +59,8 @@ fn exp_non_positive(a: f32) -> f32 {
     const LN2_LO: f32 = 1.428_606_8e-6;
     let underflows = a < -87.0;
     let a = a.max(-87.0);
-    let n = (a * core::f32::consts::LOG2_E + 0.5).floor();
-    let r = (-n).mul_add(LN2_LO, (-n).mul_add(LN2_HI, a));
+    let n = Float::floor(a * core::f32::consts::LOG2_E + 0.5);
+    let r = Float::mul_add(-n, LN2_LO, Float::mul_add(-n, LN2_HI, a));
     // exp(r) for |r| ≤ ln 2 / 2: Taylor terms to r⁶ (relative error under 2e-7).
     let p = [
         1.0 / 720.0,
@@ -66,7 +72,7 @@ fn exp_non_positive(a: f32) -> f32 {
         1.0,
     ]
     .iter()
-    .fold(0.0f32, |acc, &c| acc.mul_add(r, c));
+    .fold(0.0f32, |acc, &c| Float::mul_add(acc, r, c));
     let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
     if underflows { 0.0 } else { p * scale }
 }
@@ -86,7 +92,7 @@ fn gelu_one(x: f32) -> f32 {
 fn gelu_grad_one(x: f32, g: f32) -> f32 {
     let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
     let pdf = FRAC_1_SQRT_2PI * exp_non_positive(-0.5 * x * x);
-    g * x.mul_add(pdf, cdf)
+    g * Float::mul_add(x, pdf, cdf)
 }
 
 /// `out[i] = f(a[i], b[i])` with the loop compiled for AVX2 and FMA where the machine has
