@@ -81,16 +81,22 @@ const FRAC_1_SQRT_2: f32 = core::f32::consts::FRAC_1_SQRT_2;
 /// `1 / √(2π)`.
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 
-/// `x · Φ(x) = x · (1 + erf(x / √2)) / 2`.
+/// The standard normal distribution function `Φ(x) = (1 + erf(x / √2)) / 2`.
+#[inline(always)]
+fn normal_cdf(x: f32) -> f32 {
+    0.5 * (1.0 + erf(x * FRAC_1_SQRT_2))
+}
+
+/// `x · Φ(x)`.
 #[inline(always)]
 fn gelu_one(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2))
+    x * normal_cdf(x)
 }
 
 /// `g · (Φ(x) + x · φ(x))`.
 #[inline(always)]
 fn gelu_grad_one(x: f32, g: f32) -> f32 {
-    let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
+    let cdf = normal_cdf(x);
     let pdf = FRAC_1_SQRT_2PI * exp_non_positive(-0.5 * x * x);
     g * Float::mul_add(x, pdf, cdf)
 }
