@@ -106,10 +106,16 @@ fn exported_models_run_in_onnx_runtime_with_burns_logits() {
     let bytes = &test.pixels[..count * IMAGE_VALUES];
     let pixels: Vec<f32> = bytes.iter().map(|&b| f32::from(b) / 255.0).collect();
 
-    let mut checkpoints: Vec<PathBuf> = ["tiny-cnn", "basic-cnn", "resnet20"]
-        .iter()
-        .map(|name| root().join("weights").join(format!("{name}.safetensors")))
-        .collect();
+    let mut checkpoints: Vec<PathBuf> = [
+        "tiny-cnn",
+        "basic-cnn",
+        "resnet20",
+        "airbench93",
+        "airbench94",
+    ]
+    .iter()
+    .map(|name| root().join("weights").join(format!("{name}.safetensors")))
+    .collect();
     let mut nets: Vec<(String, String)> = [
         (
             "mlp",
