@@ -5,6 +5,7 @@
 
 mod common;
 mod pytorch_logits;
+mod shipped;
 
 use std::path::Path;
 
@@ -13,6 +14,7 @@ use common::{sample, temp};
 use model::{Checkpoint, IMAGE_VALUES};
 use pytorch_logits::assert_pytorchs_logits;
 use serde_json::Value;
+use shipped::shipped_models;
 use trainer::args::CheckpointArg;
 use trainer::cmd::export::{ExportArgs, ExportFormat, run};
 use trainer::cmd::import::{self, ImportArgs};
@@ -57,14 +59,12 @@ fn shipped_weights_export_to_the_pytorch_twins() {
     let test = CifarSet::test(&sample()).unwrap();
     let pixels = &test.pixels[..images * IMAGE_VALUES];
     let dir = temp("export");
-    for name in [
-        "tiny-cnn",
-        "basic-cnn",
-        "resnet20",
-        "airbench93",
-        "airbench94",
-    ] {
-        let weights = root().join("weights").join(format!("{name}.safetensors"));
+    for (name, weights) in shipped_models() {
+        let expected = &fixture[&name];
+        assert!(
+            expected.is_object(),
+            "{name} is shipped but not in the fixture: rerun export/pytorch_fixture.py"
+        );
         let out = run(&ExportArgs {
             checkpoint: CheckpointArg {
                 checkpoint: weights.clone(),
@@ -73,7 +73,6 @@ fn shipped_weights_export_to_the_pytorch_twins() {
             out: Some(dir.join(format!("{name}.safetensors"))),
         })
         .unwrap();
-        let expected = &fixture[name];
         let (tensors, metadata) = header(&out);
         let names: Vec<(String, Vec<u64>)> = expected["tensors"]
             .as_object()
@@ -91,7 +90,7 @@ fn shipped_weights_export_to_the_pytorch_twins() {
         let device = Device::flex();
         let checkpoint =
             Checkpoint::from_bytes(&std::fs::read(&weights).unwrap(), &device).unwrap();
-        assert_pytorchs_logits(&checkpoint, pixels, &expected["logits"], name);
+        assert_pytorchs_logits(&checkpoint, pixels, &expected["logits"], &name);
     }
     let err = format!(
         "{:#}",

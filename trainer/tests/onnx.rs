@@ -4,6 +4,7 @@
 //! included, moved off its initial value.
 
 mod common;
+mod shipped;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,6 +16,7 @@ use model::{Activation, Checkpoint, CheckpointInfo, IMAGE_VALUES, ModelConfig, N
 use safetensors::SafeTensors;
 use safetensors::tensor::TensorView;
 use serde_json::Value;
+use shipped::shipped_models;
 use trainer::args::CheckpointArg;
 use trainer::cmd::export::{ExportArgs, ExportFormat, run};
 use trainer::data::CifarSet;
@@ -106,16 +108,8 @@ fn exported_models_run_in_onnx_runtime_with_burns_logits() {
     let bytes = &test.pixels[..count * IMAGE_VALUES];
     let pixels: Vec<f32> = bytes.iter().map(|&b| f32::from(b) / 255.0).collect();
 
-    let mut checkpoints: Vec<PathBuf> = [
-        "tiny-cnn",
-        "basic-cnn",
-        "resnet20",
-        "airbench93",
-        "airbench94",
-    ]
-    .iter()
-    .map(|name| root().join("weights").join(format!("{name}.safetensors")))
-    .collect();
+    let mut checkpoints: Vec<PathBuf> =
+        shipped_models().into_iter().map(|(_, file)| file).collect();
     let mut nets: Vec<(String, String)> = [
         (
             "mlp",
