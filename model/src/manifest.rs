@@ -58,8 +58,9 @@ pub struct ShippedModel {
     pub explanation: Option<Explanation>,
 }
 
-/// The most faithful single-pass explanation method of a shipped model, by ROAD's combined
-/// score: the page's default, which must answer at interactive speed.
+/// The most faithful single-pass explanation method of a shipped model that explains a class,
+/// by ROAD's combined score: the page's default, which must answer at interactive speed and
+/// follow the class the person asks about.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Explanation {

@@ -362,8 +362,8 @@ fn cam_eval_ranks_the_methods_by_faithfulness() {
         .explanation
         .clone()
         .unwrap();
-    // The page's default: the most faithful single-pass method; Score-CAM (one pass per
-    // channel) is recorded beside it when it scored higher.
+    // The page's default: the most faithful single-pass method that explains a class;
+    // Score-CAM (one pass per channel) is recorded beside it when it scored higher.
     let best = recorded
         .ranking
         .iter()
@@ -383,6 +383,9 @@ fn cam_eval_ranks_the_methods_by_faithfulness() {
     }
     let err = format!("{:#}", record_with("basic-cnn", "scorecam").unwrap_err());
     assert!(err.contains("single-pass"), "{err}");
+    // Eigen-CAM ignores the class the page's picker asks about: never the default.
+    let err = format!("{:#}", record_with("basic-cnn", "eigencam").unwrap_err());
+    assert!(err.contains("explains a class"), "{err}");
     // Only for the file that was shipped under that name.
     let err = format!("{:#}", record("tiny-cnn").unwrap_err());
     assert!(err.contains("is not the shipped `tiny-cnn`"), "{err}");

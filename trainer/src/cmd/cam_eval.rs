@@ -152,11 +152,18 @@ pub fn run(args: &CamEvalArgs) -> Result<CamEval> {
     Ok(result)
 }
 
-/// Writes the most faithful single-pass method (the page's default, which must answer at
-/// once) into the manifest entry `name`, with the multi-pass method that beat it, if any.
+/// Writes the most faithful single-pass method that explains a class (the page's default,
+/// which must answer at once and follow its "Explain" class picker) into the manifest entry
+/// `name`, with the multi-pass method that beat it, if any.
 fn record(args: &CamEvalArgs, name: &str, checkpoint: &[u8], ranking: &[Ranked]) -> Result<()> {
-    let Some(chosen) = ranking.iter().find(|r| r.method.is_single_pass()) else {
-        bail!("--record needs a single-pass method among --methods (every method but Score-CAM)");
+    let Some(chosen) = ranking
+        .iter()
+        .find(|r| r.method.is_single_pass() && r.method.is_class_specific())
+    else {
+        bail!(
+            "--record needs a single-pass method that explains a class among --methods \
+             (every method but Score-CAM and Eigen-CAM)"
+        );
     };
     let (path, mut manifest) = recorded_entry(args, name, checkpoint)?;
     let score = |r: &Ranked| MethodScore {
@@ -169,13 +176,16 @@ fn record(args: &CamEvalArgs, name: &str, checkpoint: &[u8], ranking: &[Ranked])
         .iter_mut()
         .find(|m| m.name == name)
         .expect("checked by recorded_entry");
-    let best = &ranking[0];
+    let slower_but_better = ranking
+        .iter()
+        .take_while(|r| r.method != chosen.method)
+        .find(|r| !r.method.is_single_pass());
     entry.explanation = Some(Explanation {
         method: chosen.method.name().to_string(),
         road: chosen.faithfulness.road(),
         road_error: chosen.faithfulness.road_error,
         images: chosen.faithfulness.images,
-        slower_but_better: (best.method != chosen.method).then(|| score(best)),
+        slower_but_better: slower_but_better.map(score),
     });
     write_manifest(&path, &manifest)
 }
