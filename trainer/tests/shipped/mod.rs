@@ -2,21 +2,15 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use trainer::cmd::ship::read_manifest;
 
 /// `(name, weights file)` of every model in `weights/manifest.json`, in its order.
 pub fn shipped_models() -> Vec<(String, PathBuf)> {
     let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../weights");
-    let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(weights.join("manifest.json")).unwrap())
-            .unwrap();
-    manifest["models"]
-        .as_array()
+    read_manifest(&weights.join("manifest.json"))
         .unwrap()
-        .iter()
-        .map(|entry| {
-            let name = entry["name"].as_str().unwrap().to_string();
-            (name, weights.join(entry["file"].as_str().unwrap()))
-        })
+        .models
+        .into_iter()
+        .map(|entry| (entry.name, weights.join(entry.file)))
         .collect()
 }
