@@ -103,7 +103,17 @@ fn every_training_option_changes_training() {
     // Distillation from a shipped network: it changes training, and with α = 0 it does not.
     let teacher = sample().join("../../weights/basic-cnn.safetensors");
     let teacher = teacher.to_str().unwrap();
-    assert_ne!(quick(&runs, "distilled", &["--teacher", teacher]), baseline);
+    let distilled = quick(&runs, "distilled", &["--teacher", teacher]);
+    assert_ne!(distilled, baseline);
+    // A teacher answering with its mirror-averaged logits teaches something else.
+    assert_ne!(
+        quick(
+            &runs,
+            "mirror-teacher",
+            &["--teacher", teacher, "--teacher-tta", "mirror"]
+        ),
+        distilled
+    );
     assert_eq!(
         quick(
             &runs,

@@ -219,6 +219,10 @@ pub struct LossConfig {
     /// the student also learns the teacher's softened predictions (Hinton et al. 2015).
     #[arg(long)]
     pub teacher: Option<PathBuf>,
+    /// The teacher answers with its logits averaged over these views of each image (as
+    /// `--tta`): a better teacher for one more forward pass of it per view.
+    #[arg(long, value_enum, default_value_t = Tta::None)]
+    pub teacher_tta: Tta,
     /// Weight α of the distillation term; the data loss (with its L1/L2 penalties) gets 1 − α.
     #[arg(long, default_value_t = 0.9)]
     pub distill_weight: f64,

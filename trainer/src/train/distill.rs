@@ -11,6 +11,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use model::{Model, Normalization};
 
+use crate::eval::Tta;
 use crate::io::read_checkpoint;
 
 /// A teacher network with what it takes to read the student's batches.
@@ -24,11 +25,14 @@ pub struct Teacher {
     weight: f64,
     /// T.
     temperature: f64,
+    /// The views of each image whose logits the teacher averages.
+    views: Tta,
 }
 
 impl Teacher {
     /// Loads the checkpoint `path` (a file or a run folder's best) onto `device` (the
-    /// training device without autodiff); fails unless it predicts `classes`.
+    /// training device without autodiff); fails unless it predicts `classes`. The
+    /// teacher answers with its logits averaged over `views` of each image.
     pub fn load(
         path: &Path,
         device: &Device,
@@ -36,6 +40,7 @@ impl Teacher {
         classes: &[String],
         weight: f64,
         temperature: f64,
+        views: Tta,
     ) -> Result<Self> {
         let checkpoint = read_checkpoint(path, device).context("--teacher")?;
         ensure!(
@@ -59,15 +64,17 @@ impl Teacher {
             renormalise,
             weight,
             temperature,
+            views,
         })
     }
 
     /// The teacher's name and parameter count, for the run's log.
     pub fn describe(&self) -> String {
         format!(
-            "{} ({} parameters), α = {}, T = {}",
+            "{} ({} parameters, views: {:?}), α = {}, T = {}",
             self.model.config().name,
             self.model.parameter_count(),
+            self.views,
             self.weight,
             self.temperature
         )
@@ -81,7 +88,7 @@ impl Teacher {
             Some((scale, shift)) => images * scale.clone() + shift.clone(),
             None => images,
         };
-        let teacher = self.model.forward(images).autodiff();
+        let teacher = self.views.logits(&self.model, images).autodiff();
         data_loss * (1.0 - self.weight)
             + soft_cross_entropy(logits, teacher, self.temperature) * self.weight
     }
@@ -104,6 +111,41 @@ mod tests {
             TensorData::new(values.to_vec(), [values.len() / 3, 3]),
             device,
         )
+    }
+
+    #[test]
+    fn a_mirror_averaged_teacher_answers_an_image_and_its_mirror_alike() {
+        let device = Device::flex();
+        let teacher = |views| Teacher {
+            model: model::ModelConfig::from_name("tiny-cnn", &Default::default())
+                .unwrap()
+                .init(&device)
+                .unwrap(),
+            renormalise: None,
+            weight: 1.0,
+            temperature: 4.0,
+            views,
+        };
+        let values: Vec<f32> = (0..2 * 3072)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+            .collect();
+        let autodiff = device.clone().autodiff();
+        let images = Tensor::<4>::from_data(TensorData::new(values, [2, 3, 32, 32]), &autodiff);
+        let scores: Vec<f32> = (0..20).map(|i| (i % 7) as f32 / 3.0 - 1.0).collect();
+        let student = Tensor::<2>::from_data(TensorData::new(scores, [2, 10]), &autodiff);
+        let loss = |teacher: &Teacher, images: Tensor<4>| {
+            let zero = Tensor::<1>::zeros([1], &autodiff);
+            teacher
+                .blend(zero, student.clone(), images)
+                .into_scalar::<f32>()
+        };
+        let (mirror, single) = (teacher(Tta::Mirror), teacher(Tta::None));
+        let flipped = images.clone().flip([3]);
+        assert_eq!(
+            loss(&mirror, images.clone()),
+            loss(&mirror, flipped.clone())
+        );
+        assert_ne!(loss(&single, images), loss(&single, flipped));
     }
 
     #[test]

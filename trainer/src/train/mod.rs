@@ -286,6 +286,7 @@ fn load_teacher(config: &TrainConfig, data: &Splits, device: &Device) -> Result<
         &data.classes,
         config.loss.distill_weight,
         config.loss.distill_temperature,
+        config.loss.teacher_tta,
     )?;
     println!("Teacher: {}", teacher.describe());
     Ok(Some(teacher))
