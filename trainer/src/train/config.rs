@@ -220,7 +220,7 @@ pub struct LossConfig {
     #[arg(long)]
     pub teacher: Option<PathBuf>,
     /// The teacher answers with its logits averaged over these views of each image (as
-    /// `--tta`): a better teacher for one more forward pass of it per view.
+    /// `--tta`): a better teacher, for one forward pass of it per view.
     #[arg(long, value_enum, default_value_t = Tta::None)]
     pub teacher_tta: Tta,
     /// Weight α of the distillation term; the data loss (with its L1/L2 penalties) gets 1 − α.

@@ -68,7 +68,7 @@ impl Teacher {
         })
     }
 
-    /// The teacher's name and parameter count, for the run's log.
+    /// The teacher's name, parameter count, views and loss weights, for the run's log.
     pub fn describe(&self) -> String {
         format!(
             "{} ({} parameters, views: {:?}), α = {}, T = {}",
