@@ -1,5 +1,6 @@
 //! Accuracy and loss of a model over a data set.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -104,6 +105,17 @@ impl Tta {
                 mirror(images) * 0.5 + (up_left + down_right) * 0.25
             }
         }
+    }
+}
+
+impl fmt::Display for Tta {
+    /// The name `--tta` takes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            self.to_possible_value()
+                .expect("no skipped variants")
+                .get_name(),
+        )
     }
 }
 

@@ -71,7 +71,7 @@ impl Teacher {
     /// The teacher's name, parameter count, views and loss weights, for the run's log.
     pub fn describe(&self) -> String {
         format!(
-            "{} ({} parameters, views: {:?}), α = {}, T = {}",
+            "{} ({} parameters), views {}, α = {}, T = {}",
             self.model.config().name,
             self.model.parameter_count(),
             self.views,

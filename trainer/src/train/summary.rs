@@ -1,6 +1,5 @@
 //! What a finished run reports: `summary.json` (typed) and the text `summary.txt` prints.
 
-use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 use super::run_dir::EpochMetrics;
@@ -58,13 +57,7 @@ impl Summary {
     pub fn text(&self, test: &Evaluation) -> String {
         let views = match self.test_tta {
             Tta::None => String::new(),
-            other => format!(
-                ", test-time augmentation {}",
-                other
-                    .to_possible_value()
-                    .expect("no skipped variants")
-                    .get_name()
-            ),
+            other => format!(", test-time augmentation {other}"),
         };
         let weights = match self.tested_weights {
             TestedWeights::BestValidation => format!(
