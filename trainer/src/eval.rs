@@ -13,6 +13,7 @@ use clap::ValueEnum;
 use model::{Model, Normalization};
 use serde::{Deserialize, Serialize};
 
+use crate::args::cli_name;
 use crate::data::CifarSet;
 use crate::data::batcher::{BatchPlan, batches};
 use crate::metrics::{Confusion, in_top_k};
@@ -111,11 +112,7 @@ impl Tta {
 impl fmt::Display for Tta {
     /// The name `--tta` takes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(
-            self.to_possible_value()
-                .expect("no skipped variants")
-                .get_name(),
-        )
+        f.write_str(&cli_name(self))
     }
 }
 
