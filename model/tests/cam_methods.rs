@@ -23,10 +23,14 @@ fn seeded<T>(seed: u64, f: impl FnOnce(&Device) -> T) -> T {
 
 fn resnet8() -> model::Model {
     seeded(0, |device| {
-        ModelConfig::from_name("resnet8", &ModelOptions::default())
+        let model = ModelConfig::from_name("resnet8", &ModelOptions::default())
             .unwrap()
             .init(device)
-            .unwrap()
+            .unwrap();
+        // Burn draws a parameter's values lazily, on its first use: one forward pass draws
+        // them all here, under the lock, not later between another test's draws.
+        model.forward(Tensor::zeros([1, 3, 32, 32], device));
+        model
     })
 }
 
