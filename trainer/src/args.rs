@@ -6,22 +6,13 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use burn::tensor::Device;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use model::Checkpoint;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{self, Backend, Selected};
 use crate::data::locate;
 use crate::io;
-
-/// The name `value` takes on the command line (and in config files), e.g. `mirror-translate`.
-pub fn cli_name(value: &impl ValueEnum) -> String {
-    value
-        .to_possible_value()
-        .expect("no skipped variants")
-        .get_name()
-        .to_string()
-}
 
 /// `-c, --checkpoint`: the checkpoint a command reads.
 #[derive(Args, Clone, Debug)]

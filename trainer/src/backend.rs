@@ -10,8 +10,6 @@ use burn::tensor::{Device, DeviceKind, Tensor};
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
-use crate::args::cli_name;
-
 /// Which backend runs the network.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -32,7 +30,11 @@ pub enum Backend {
 
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&cli_name(self))
+        f.write_str(
+            self.to_possible_value()
+                .expect("no skipped variants")
+                .get_name(),
+        )
     }
 }
 

@@ -13,7 +13,6 @@ use clap::ValueEnum;
 use model::{Model, Normalization};
 use serde::{Deserialize, Serialize};
 
-use crate::args::cli_name;
 use crate::data::CifarSet;
 use crate::data::batcher::{BatchPlan, batches};
 use crate::metrics::{Confusion, in_top_k};
@@ -112,7 +111,11 @@ impl Tta {
 impl fmt::Display for Tta {
     /// The name `--tta` takes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&cli_name(self))
+        f.write_str(
+            self.to_possible_value()
+                .expect("no skipped variants")
+                .get_name(),
+        )
     }
 }
 

@@ -8,15 +8,15 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use burn::tensor::{Device, Tensor, TensorData};
-use clap::Args;
 use clap::builder::PossibleValuesParser;
+use clap::{Args, ValueEnum};
 use model::{IMAGE_SIZE, ModelConfig, ModelOptions, Normalization};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 
-use crate::args::{BackendArg, DataArg, cli_name};
+use crate::args::{BackendArg, DataArg};
 use crate::backend::Backend;
 use crate::data::CifarSet;
 use crate::data::augment::Augment;
@@ -374,7 +374,10 @@ fn train_config(name: &str, args: &BenchArgs) -> Result<TrainConfig> {
             other => format!(
                 "optimizer = \"{}\"\nlr = 1e-2\nmomentum = 0.9\nnesterov = {}\n\
                  weight-decay = {}\n",
-                cli_name(&other),
+                other
+                    .to_possible_value()
+                    .expect("no skipped variants")
+                    .get_name(),
                 other == OptimizerKind::Sgd,
                 if other == OptimizerKind::Sgd {
                     5e-4
