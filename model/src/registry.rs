@@ -112,7 +112,7 @@ pub struct ModelOptions {
     #[cfg_attr(feature = "clap", arg(long))]
     pub hidden: Option<usize>,
     /// Convolution widths: small, medium, large, wide, deep, or a list like 32,64
-    /// (configurable-cnn, tiny-cnn).
+    /// (configurable-cnn, tiny-cnn); the three group widths of airbench93/94, like 64,144,144.
     #[cfg_attr(feature = "clap", arg(long))]
     pub filters: Option<String>,
     /// Classifier hidden widths: default, simplified, complex, none, or a list like 512,512
@@ -263,6 +263,9 @@ impl ModelConfig {
                     "a ResNet needs one positive width per stage".into(),
                 ))
             }
+            NetConfig::Airbench(c) if c.widths.contains(&0) => Err(ModelError::BadOption(
+                "airbench needs three positive group widths".into(),
+            )),
             _ => Ok(()),
         }
     }
@@ -419,14 +422,19 @@ fn build_net(name: &str, o: &ModelOptions) -> Result<NetConfig, ModelError> {
             o.only(name, &[])?;
             NetConfig::Resnet9(ResNet9Config::default())
         }
-        "airbench94" => {
-            o.only(name, &[])?;
-            NetConfig::Airbench(AirbenchConfig::default())
-        }
-        "airbench93" => {
-            o.only(name, &[])?;
+        "airbench94" | "airbench93" => {
+            o.only(name, &["filters"])?;
+            let widths = match &o.filters {
+                Some(f) => widths(f, &[], "filters")?.try_into().map_err(|_| {
+                    ModelError::BadOption(
+                        "airbench takes three group widths, like 64,144,144".into(),
+                    )
+                })?,
+                None if name == "airbench93" => [64, 128, 128],
+                None => AirbenchConfig::default().widths,
+            };
             NetConfig::Airbench(AirbenchConfig {
-                widths: [64, 128, 128],
+                widths,
                 ..AirbenchConfig::default()
             })
         }

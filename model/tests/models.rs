@@ -83,6 +83,26 @@ fn options_change_the_network_or_are_refused() {
             assert_eq!(y.dims(), [2, 10], "{preset}/{fc}");
         }
     }
+    // airbench93 widened to 64/144/144: whitening 24·3·2·2 + 24, block1 as airbench93's
+    // (9·24·64 + 9·64·64 + 4·64), block2 9·64·144 + 9·144·144 + 4·144, block3
+    // 2·9·144·144 + 4·144, head 144·10.
+    let wide = ModelOptions {
+        filters: Some("64,144,144".into()),
+        ..Default::default()
+    };
+    let m = build("airbench93", &wide);
+    assert_eq!(
+        m.parameter_count(),
+        312 + 50_944 + 270_144 + 373_824 + 1_440
+    );
+    assert_eq!(m.forward(images(2, &Device::flex())).dims(), [2, 10]);
+    for bad in ["64,144", "64,0,144", "wide"] {
+        let o = ModelOptions {
+            filters: Some(bad.into()),
+            ..Default::default()
+        };
+        assert!(ModelConfig::from_name("airbench94", &o).is_err(), "{bad}");
+    }
     let bad = ModelOptions {
         filters: Some("wide".into()),
         ..Default::default()
