@@ -10,6 +10,8 @@ use burn::tensor::{Device, DeviceKind, Tensor};
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
+use crate::option_name::option_name;
+
 /// Which backend runs the network.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -30,11 +32,7 @@ pub enum Backend {
 
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(
-            self.to_possible_value()
-                .expect("no skipped variants")
-                .get_name(),
-        )
+        f.write_str(&option_name(self))
     }
 }
 

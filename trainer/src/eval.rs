@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::CifarSet;
 use crate::data::batcher::{BatchPlan, batches};
 use crate::metrics::{Confusion, in_top_k};
+use crate::option_name::option_name;
 
 /// One misclassified image.
 #[derive(Serialize, Clone, Debug, PartialEq)]
@@ -111,11 +112,7 @@ impl Tta {
 impl fmt::Display for Tta {
     /// The name `--tta` takes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(
-            self.to_possible_value()
-                .expect("no skipped variants")
-                .get_name(),
-        )
+        f.write_str(&option_name(self))
     }
 }
 

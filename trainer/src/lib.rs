@@ -12,6 +12,7 @@ pub mod faithfulness;
 pub mod html;
 pub mod io;
 pub mod metrics;
+pub mod option_name;
 pub mod plot;
 pub mod search;
 pub mod train;

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use burn::tensor::{Device, Tensor, TensorData};
+use clap::Args;
 use clap::builder::PossibleValuesParser;
-use clap::{Args, ValueEnum};
 use model::{IMAGE_SIZE, ModelConfig, ModelOptions, Normalization};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -21,6 +21,7 @@ use crate::backend::Backend;
 use crate::data::CifarSet;
 use crate::data::augment::Augment;
 use crate::data::batcher::{Batch, BatchPlan, batches};
+use crate::option_name::option_name;
 use crate::train::optim::OptimizerKind;
 use crate::train::{StepPlan, TrainConfig, Trainer, config, init_model};
 
@@ -374,10 +375,7 @@ fn train_config(name: &str, args: &BenchArgs) -> Result<TrainConfig> {
             other => format!(
                 "optimizer = \"{}\"\nlr = 1e-2\nmomentum = 0.9\nnesterov = {}\n\
                  weight-decay = {}\n",
-                other
-                    .to_possible_value()
-                    .expect("no skipped variants")
-                    .get_name(),
+                option_name(&other),
                 other == OptimizerKind::Sgd,
                 if other == OptimizerKind::Sgd {
                     5e-4
