@@ -1,9 +1,10 @@
 """The fixture of `trainer/tests/export.rs`: for each file made by
 `trainer export --format pytorch`, PyTorch loads it into its twin (`torch_models.load_exported`,
 `strict=True`) and records the state dict's names and shapes and the logits of the first
-images of the committed sample's test batch, normalised as the file's metadata says.
+images of the committed sample's test batch, normalised as the file's metadata says. Each entry
+is keyed by the file's stem, the shipped name (`airbench93-144`), which need not be the network's.
 
-    for m in tiny-cnn basic-cnn resnet20 airbench93 airbench94; do
+    for m in tiny-cnn basic-cnn resnet20 airbench93-144 airbench94; do
       target/release/trainer export -c weights/$m.safetensors -o /tmp/exp/$m.safetensors
     done
     python export/pytorch_fixture.py trainer/tests/fixtures/pytorch_export.json /tmp/exp/*.safetensors
@@ -32,11 +33,11 @@ def main() -> int:
         state, _ = torch_models.read_safetensors(file)
         with torch.no_grad():
             logits = net.double()(torch_models.sample_images(meta["normalization"], IMAGES))
-        fixture[meta["model"]] = {
+        fixture[Path(file).stem] = {
             "tensors": {name: list(t.shape) for name, t in sorted(state.items())},
             "logits": [round(v, 7) for v in logits.flatten().tolist()],
         }
-        print(f"{meta['model']}: {len(state)} tensors loaded strictly from {file}")
+        print(f"{Path(file).stem} ({meta['model']}): {len(state)} tensors loaded strictly from {file}")
     Path(out_path).write_text(json.dumps(fixture, indent=1) + "\n")
     return 0
 
