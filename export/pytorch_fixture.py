@@ -2,9 +2,9 @@
 `trainer export --format pytorch`, PyTorch loads it into its twin (`torch_models.load_exported`,
 `strict=True`) and records the state dict's names and shapes and the logits of the first
 images of the committed sample's test batch, normalised as the file's metadata says. Each entry
-is keyed by the file's stem, the shipped name (`airbench93-144`), which need not be the network's.
+is keyed by the file's stem, the shipped name, which need not be the network's.
 
-    for m in tiny-cnn basic-cnn resnet20 airbench93-144 airbench94; do
+    for m in tiny-cnn basic-cnn resnet20 airbench93 airbench94; do
       target/release/trainer export -c weights/$m.safetensors -o /tmp/exp/$m.safetensors
     done
     python export/pytorch_fixture.py trainer/tests/fixtures/pytorch_export.json /tmp/exp/*.safetensors
