@@ -1,12 +1,14 @@
 //! Writes the page's gallery: the first test image of each class found in the committed
 //! sample (`data/sample/test_batch.bin`, CIFAR-10 test records 500–699) as PNG files, and
-//! `gallery/gallery.json` naming each file's true class and test-set index.
+//! `gallery/gallery.json` naming each file's true class and test-set index. The PNGs are
+//! compressed as hard as the encoder can (they are part of the page's first load).
 //!
 //! `cargo run -p web-demo --example gallery` (from the workspace root).
 
 use std::path::Path;
 
-use image::RgbImage;
+use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+use image::{ImageEncoder, RgbImage};
 use model::{CLASSES, IMAGE_SIZE, IMAGE_VALUES};
 use serde_json::json;
 
@@ -36,7 +38,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
         let index = FIRST_INDEX + i;
         let file = format!("{index:05}-{}.png", CLASSES[label]);
-        image.save(out.join(&file))?;
+        let png = std::fs::File::create(out.join(&file))?;
+        PngEncoder::new_with_quality(png, CompressionType::Best, FilterType::Adaptive).write_image(
+            &image,
+            side,
+            side,
+            image::ExtendedColorType::Rgb8,
+        )?;
         entries.push(json!({"file": file, "label": CLASSES[label], "index": index}));
     }
     std::fs::write(
