@@ -39,12 +39,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let index = FIRST_INDEX + i;
         let file = format!("{index:05}-{}.png", CLASSES[label]);
         let png = std::fs::File::create(out.join(&file))?;
-        PngEncoder::new_with_quality(png, CompressionType::Best, FilterType::Adaptive).write_image(
-            &image,
-            side,
-            side,
-            image::ExtendedColorType::Rgb8,
-        )?;
+        PngEncoder::new_with_quality(png, CompressionType::Best, FilterType::Adaptive)
+            .write_image(&image, side, side, image::ExtendedColorType::Rgb8)?;
         entries.push(json!({"file": file, "label": CLASSES[label], "index": index}));
     }
     std::fs::write(
