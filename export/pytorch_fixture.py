@@ -4,8 +4,8 @@
 images of the committed sample's test batch, normalised as the file's metadata says. Each entry
 is keyed by the file's stem, the shipped name, which need not be the network's.
 
-    for m in tiny-cnn basic-cnn resnet20 airbench93 airbench94; do
-      target/release/trainer export -c weights/$m.safetensors -o /tmp/exp/$m.safetensors
+    for w in weights/*.safetensors; do
+      target/release/trainer export -c "$w" -o "/tmp/exp/$(basename "$w")"
     done
     python export/pytorch_fixture.py trainer/tests/fixtures/pytorch_export.json /tmp/exp/*.safetensors
 
