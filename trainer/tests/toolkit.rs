@@ -114,6 +114,19 @@ fn every_training_option_changes_training() {
         ),
         distilled
     );
+    // An ensemble of two teachers teaches something else than either alone.
+    let second = sample().join("../../weights/tiny-cnn.safetensors");
+    let second = second.to_str().unwrap();
+    let ensemble = quick(
+        &runs,
+        "ensemble-teacher",
+        &["--teacher", teacher, "--teacher", second],
+    );
+    assert_ne!(ensemble, distilled);
+    assert_ne!(
+        ensemble,
+        quick(&runs, "second-teacher", &["--teacher", second])
+    );
     assert_eq!(
         quick(
             &runs,

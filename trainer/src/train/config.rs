@@ -217,8 +217,10 @@ pub struct LossConfig {
     pub l2: f64,
     /// Knowledge distillation from this trained network (a checkpoint file or a run folder):
     /// the student also learns the teacher's softened predictions (Hinton et al. 2015).
+    /// Given more than once, the teachers form an ensemble whose logits are averaged.
     #[arg(long)]
-    pub teacher: Option<PathBuf>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub teacher: Vec<PathBuf>,
     /// The teacher answers with its logits averaged over these views of each image (as
     /// `--tta`): a better teacher, for one forward pass of it per view.
     #[arg(long, value_enum, default_value_t = Tta::None)]
@@ -229,6 +231,22 @@ pub struct LossConfig {
     /// Temperature T softening both networks' predictions (the term is scaled by T²).
     #[arg(long, default_value_t = 4.0)]
     pub distill_temperature: f64,
+}
+
+/// A list of paths written as a list or, as before ensembles, as one path.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(PathBuf),
+        Many(Vec<PathBuf>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(path) => vec![path],
+        OneOrMany::Many(paths) => paths,
+    })
 }
 
 /// `[stop]`: ending a run before its last epoch.
@@ -657,5 +675,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("t.toml"), "{err}");
+    }
+
+    #[test]
+    fn teachers_come_as_one_path_a_list_or_repeated_flags() {
+        let paths = |names: &[&str]| names.iter().map(PathBuf::from).collect::<Vec<_>>();
+        let one: Table = toml::from_str("teacher = \"a.safetensors\"").unwrap();
+        let config = TrainConfig::layered(&[("one".into(), one)]).unwrap();
+        assert_eq!(config.loss.teacher, paths(&["a.safetensors"]));
+        let list: Table = toml::from_str("[loss]\nteacher = [\"a\", \"b\"]").unwrap();
+        let config = TrainConfig::layered(&[("list".into(), list)]).unwrap();
+        assert_eq!(config.loss.teacher, paths(&["a", "b"]));
+        assert!(TrainConfig::default().loss.teacher.is_empty());
+
+        let job = TrainArgs::parse_job(&["--teacher", "a", "--teacher", "b"]).unwrap();
+        assert_eq!(job.config.loss.teacher, paths(&["a", "b"]));
+        // What a run folder stores reads back as it was.
+        let stored: Table = toml::from_str(&job.config.to_toml().unwrap()).unwrap();
+        let back = TrainConfig::layered(&[("stored".into(), stored)]).unwrap();
+        assert_eq!(back, job.config);
     }
 }

@@ -2,9 +2,9 @@
 //! network"): a trained teacher's predictions, softened by a temperature `T`, become a second
 //! target for the student. The loss is `(1 − α) · data loss + α · T² · KL(teacher_T ‖
 //! student_T)`, where `p_T = softmax(logits / T)`; the `T²` keeps the soft term's gradients on
-//! the scale of the hard one's.
+//! the scale of the hard one's. Several teachers make an ensemble: their logits are averaged.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
 use burn::tensor::activation::log_softmax;
@@ -14,35 +14,38 @@ use model::{Model, Normalization};
 use crate::eval::Tta;
 use crate::io::read_checkpoint;
 
-/// A teacher network with what it takes to read the student's batches.
+/// The network (or ensemble of networks) to distil from.
 pub struct Teacher {
-    /// The teacher, in inference mode, on the training device without autodiff.
-    model: Model,
-    /// Per channel, the student's normalised values times `scale` plus `shift` are the
-    /// teacher's (`None` when both normalise alike).
-    renormalise: Option<(Tensor<4>, Tensor<4>)>,
+    /// The members, whose logits are averaged.
+    members: Vec<Member>,
     /// α.
     weight: f64,
     /// T.
     temperature: f64,
-    /// The views of each image whose logits the teacher averages.
+    /// The views of each image whose logits each member averages.
     views: Tta,
 }
 
-impl Teacher {
-    /// Loads the checkpoint `path` (a file or a run folder's best) onto `device` (the
-    /// training device without autodiff); fails unless it predicts `classes`. The
-    /// teacher answers with its logits averaged over `views` of each image.
-    pub fn load(
+/// One teacher network with what it takes to read the student's batches.
+struct Member {
+    /// The network, in inference mode, on the training device without autodiff.
+    model: Model,
+    /// Per channel, the student's normalised values times `scale` plus `shift` are the
+    /// network's (`None` when both normalise alike).
+    renormalise: Option<(Tensor<4>, Tensor<4>)>,
+}
+
+impl Member {
+    /// Loads the checkpoint `path` (a file or a run folder's best) onto `device`; fails unless
+    /// it predicts `classes`.
+    fn load(
         path: &Path,
         device: &Device,
         student: Normalization,
         classes: &[String],
-        weight: f64,
-        temperature: f64,
-        views: Tta,
     ) -> Result<Self> {
-        let checkpoint = read_checkpoint(path, device).context("--teacher")?;
+        let checkpoint = read_checkpoint(path, device)
+            .with_context(|| format!("--teacher {}", path.display()))?;
         ensure!(
             checkpoint.info.classes == classes,
             "--teacher {} classifies [{}] but the data has the classes [{}]",
@@ -62,33 +65,87 @@ impl Teacher {
         Ok(Self {
             model: checkpoint.model,
             renormalise,
+        })
+    }
+
+    /// The network's logits for the student's `images` (without autodiff), averaged over
+    /// `views`.
+    fn logits(&self, images: Tensor<4>, views: Tta) -> Tensor<2> {
+        let images = match &self.renormalise {
+            Some((scale, shift)) => images * scale.clone() + shift.clone(),
+            None => images,
+        };
+        views.logits(&self.model, images)
+    }
+}
+
+impl Teacher {
+    /// Loads the checkpoints `paths` (files or run folders' best; more than one makes an
+    /// ensemble) onto `device` (the training device without autodiff); fails unless each
+    /// predicts `classes`. Each answers with its logits averaged over `views` of each image.
+    pub fn load(
+        paths: &[PathBuf],
+        device: &Device,
+        student: Normalization,
+        classes: &[String],
+        weight: f64,
+        temperature: f64,
+        views: Tta,
+    ) -> Result<Self> {
+        ensure!(
+            !paths.is_empty(),
+            "distillation needs at least one --teacher"
+        );
+        let members = paths
+            .iter()
+            .map(|path| Member::load(path, device, student, classes))
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            members,
             weight,
             temperature,
             views,
         })
     }
 
-    /// The teacher's name, parameter count, views and loss weights, for the run's log.
+    /// The teachers' names and parameter counts, views and loss weights, for the run's log.
     pub fn describe(&self) -> String {
+        let members: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| {
+                let model = &m.model;
+                format!(
+                    "{} ({} parameters)",
+                    model.config().name,
+                    model.parameter_count()
+                )
+            })
+            .collect();
         format!(
-            "{} ({} parameters), views {}, α = {}, T = {}",
-            self.model.config().name,
-            self.model.parameter_count(),
+            "{}, views {}, α = {}, T = {}",
+            members.join(" + "),
             self.views,
             self.weight,
             self.temperature
         )
     }
 
+    /// The teachers' logits for the student's `images`: each member's, averaged.
+    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+        let sum = self
+            .members
+            .iter()
+            .map(|member| member.logits(images.clone(), self.views))
+            .reduce(|a, b| a + b)
+            .expect("a teacher has members");
+        sum / self.members.len() as f64
+    }
+
     /// `data_loss` blended with the distillation term for the student's `logits` on `images`
     /// (the student's batch, normalised the student's way).
     pub fn blend(&self, data_loss: Tensor<1>, logits: Tensor<2>, images: Tensor<4>) -> Tensor<1> {
-        let images = images.inner();
-        let images = match &self.renormalise {
-            Some((scale, shift)) => images * scale.clone() + shift.clone(),
-            None => images,
-        };
-        let teacher = self.views.logits(&self.model, images).autodiff();
+        let teacher = self.logits(images.inner()).autodiff();
         data_loss * (1.0 - self.weight)
             + soft_cross_entropy(logits, teacher, self.temperature) * self.weight
     }
@@ -113,24 +170,62 @@ mod tests {
         )
     }
 
-    #[test]
-    fn a_mirror_averaged_teacher_answers_an_image_and_its_mirror_alike() {
-        let device = Device::flex();
-        let teacher = |views| Teacher {
+    /// A randomly initialised tiny-cnn that normalises as the student does.
+    fn member(device: &Device) -> Member {
+        Member {
             model: model::ModelConfig::from_name("tiny-cnn", &Default::default())
                 .unwrap()
-                .init(&device)
+                .init(device)
                 .unwrap(),
             renormalise: None,
+        }
+    }
+
+    fn teacher(members: Vec<Member>, views: Tta) -> Teacher {
+        Teacher {
+            members,
             weight: 1.0,
             temperature: 4.0,
             views,
-        };
+        }
+    }
+
+    /// Two deterministic images.
+    fn images(device: &Device) -> Tensor<4> {
         let values: Vec<f32> = (0..2 * 3072)
             .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
             .collect();
+        Tensor::<4>::from_data(TensorData::new(values, [2, 3, 32, 32]), device)
+    }
+
+    #[test]
+    fn an_ensemble_answers_with_its_members_mean_logits() {
+        let device = Device::flex();
+        let (a, b) = (member(&device), member(&device));
+        let images = images(&device);
+        let alone = |m: &Member| m.logits(images.clone(), Tta::Mirror).into_data();
+        let (a_alone, b_alone) = (alone(&a), alone(&b));
+        let ensemble = teacher(vec![a, b], Tta::Mirror).logits(images);
+        let got = ensemble.into_data().to_vec::<f32>().unwrap();
+        let (a_alone, b_alone) = (
+            a_alone.to_vec::<f32>().unwrap(),
+            b_alone.to_vec::<f32>().unwrap(),
+        );
+        assert_ne!(a_alone, b_alone, "two random networks answer differently");
+        for ((got, a), b) in got.iter().zip(&a_alone).zip(&b_alone) {
+            assert!(
+                (got - (a + b) / 2.0).abs() < 1e-5,
+                "{got} vs mean of {a}, {b}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_mirror_averaged_teacher_answers_an_image_and_its_mirror_alike() {
+        let device = Device::flex();
+        let teacher = |views| teacher(vec![member(&device)], views);
         let autodiff = device.clone().autodiff();
-        let images = Tensor::<4>::from_data(TensorData::new(values, [2, 3, 32, 32]), &autodiff);
+        let images = images(&autodiff);
         let scores: Vec<f32> = (0..20).map(|i| (i % 7) as f32 / 3.0 - 1.0).collect();
         let student = Tensor::<2>::from_data(TensorData::new(scores, [2, 10]), &autodiff);
         let loss = |teacher: &Teacher, images: Tensor<4>| {

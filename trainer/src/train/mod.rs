@@ -274,13 +274,13 @@ fn whiten(
     Ok(model)
 }
 
-/// The `--teacher` to distil from, on the device without autodiff.
+/// The `--teacher` (or ensemble of them) to distil from, on the device without autodiff.
 fn load_teacher(config: &TrainConfig, data: &Splits, device: &Device) -> Result<Option<Teacher>> {
-    let Some(path) = &config.loss.teacher else {
+    if config.loss.teacher.is_empty() {
         return Ok(None);
-    };
+    }
     let teacher = Teacher::load(
-        path,
+        &config.loss.teacher,
         device,
         data.normalization,
         &data.classes,
