@@ -206,10 +206,10 @@ mod tests {
         let alone = |m: &Member| m.logits(images.clone(), Tta::Mirror).into_data();
         let (a_alone, b_alone) = (alone(&a), alone(&b));
         let ensemble = teacher(vec![a, b], Tta::Mirror).logits(images);
-        let got = ensemble.into_data().to_vec::<f32>().unwrap();
+        let got = ensemble.into_data().try_to_vec::<f32>().unwrap();
         let (a_alone, b_alone) = (
-            a_alone.to_vec::<f32>().unwrap(),
-            b_alone.to_vec::<f32>().unwrap(),
+            a_alone.try_to_vec::<f32>().unwrap(),
+            b_alone.try_to_vec::<f32>().unwrap(),
         );
         assert_ne!(a_alone, b_alone, "two random networks answer differently");
         for ((got, a), b) in got.iter().zip(&a_alone).zip(&b_alone) {
