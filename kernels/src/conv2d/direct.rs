@@ -599,22 +599,13 @@ unsafe fn block<const N: usize>(tile: Tile<'_>) {
 /// (`NR ≤ r < 2·NR`) are writable.
 #[target_feature(enable = "avx512f")]
 unsafe fn pair_microkernel(tile: Tile<'_>, second: *const f32) {
-    let Tile {
-        planes,
-        plane,
-        taps,
-        c_in,
-        packed,
-        out,
-        stride,
-    } = tile;
     // SAFETY: every access is within the ranges the caller guarantees.
     unsafe {
         let mut acc: [__m512; 2 * NR] = [_mm512_setzero_ps(); 2 * NR];
-        let (mut first, mut second) = (packed, second);
-        for c in 0..c_in {
-            let channel = planes.add(c * plane);
-            for &offset in taps {
+        let (mut first, mut second) = (tile.packed, second);
+        for c in 0..tile.c_in {
+            let channel = tile.planes.add(c * tile.plane);
+            for &offset in tile.taps {
                 let x = _mm512_loadu_ps(channel.add(offset));
                 for r in 0..NR {
                     acc[r] = _mm512_fmadd_ps(x, _mm512_set1_ps(*first.add(r)), acc[r]);
@@ -625,7 +616,7 @@ unsafe fn pair_microkernel(tile: Tile<'_>, second: *const f32) {
             }
         }
         for (r, &a) in acc.iter().enumerate() {
-            _mm512_storeu_ps(out.add(r * stride), a);
+            _mm512_storeu_ps(tile.out.add(r * tile.stride), a);
         }
     }
 }
