@@ -190,26 +190,25 @@ fn forward_planned(
     plan: &Plan,
     y: &mut [f32],
 ) {
-    let plan = *plan;
     let packed = pack(w, g);
     let (image_in, image_out) = (g.image_in(), g.image_out());
     let run = |scratch: &mut Scratch, first: usize, y_chunk: &mut [f32]| {
         let images = y_chunk.len() / image_out;
         let x_chunk = &x[first * image_in..(first + images) * image_in];
-        forward_chunk(scratch, x_chunk, &packed, bias, g, &plan, y_chunk);
+        forward_chunk(scratch, x_chunk, &packed, bias, g, plan, y_chunk);
     };
     let chunk_len = plan.chunk * image_out;
     #[cfg(feature = "rayon")]
     {
         use rayon::prelude::*;
         y.par_chunks_mut(chunk_len).enumerate().for_each_init(
-            || Scratch::new(g, &plan),
+            || Scratch::new(g, plan),
             |scratch, (c, y_chunk)| run(scratch, c * plan.chunk, y_chunk),
         );
     }
     #[cfg(not(feature = "rayon"))]
     {
-        let mut scratch = Scratch::new(g, &plan);
+        let mut scratch = Scratch::new(g, plan);
         for (c, y_chunk) in y.chunks_mut(chunk_len).enumerate() {
             run(&mut scratch, c * plan.chunk, y_chunk);
         }
